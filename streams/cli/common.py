@@ -1,0 +1,37 @@
+"""Helpers every command shares: one-line errors, address announcements, waiting for a signal."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import NoReturn
+
+import typer
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one clear error line and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def announce(name: str, address: str) -> None:
+    """`<name>: <address>` on its own line, flushed, so scripts can wait for it."""
+    sys.stdout.write(f"{name}: {address}\n")
+    sys.stdout.flush()
+
+
+def wait_for_stop(timeout: float | None = None) -> None:
+    """Block until SIGINT/SIGTERM (or `timeout` seconds)."""
+    stop = threading.Event()
+
+    def _handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop.wait(timeout)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

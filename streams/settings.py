@@ -1,0 +1,107 @@
+"""Settings for every Sharing Bus process, read from `SHARINGBUS_*` environment variables.
+
+One model renders the client configurations (librdkafka, aiokafka/Faust, schema registry) so that
+security settings reach every client and nobody assembles a Kafka config by hand.
+"""
+
+from __future__ import annotations
+
+import ssl
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Everything configurable; defaults point at the embedded stack (`sharebus demo`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SHARINGBUS_", extra="forbid", frozen=True)
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    schema_registry_url: str = Field("http://127.0.0.1:8081", description="Confluent-compatible registry")
+    schema_registry_username: str | None = Field(None, description="Registry basic-auth user")
+    schema_registry_password: SecretStr | None = Field(None, description="Registry basic-auth password")
+    postgres_dsn: str = Field("postgresql://127.0.0.1:5432/sharingbus", description="PostgreSQL DSN")
+    keyring_path: Path = Field(ROOT / "var" / "keyring.json", description="Key ring file (JSON)")
+    agreements_dir: Path = Field(ROOT / "agreements", description="Directory of agreement YAML files")
+    schemas_dir: Path = Field(ROOT / "schemas", description="Directory of Avro schemas")
+    factors_path: Path = Field(ROOT / "factors.yaml", description="Risk/protective factor catalogue")
+
+    security_protocol: SecurityProtocol = Field("PLAINTEXT", description="Kafka security protocol")
+    sasl_mechanism: SaslMechanism | None = Field(None, description="SASL mechanism")
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
+    ssl_cafile: Path | None = Field(None, description="CA bundle for TLS")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (mTLS)")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (mTLS)")
+    ssl_key_password: SecretStr | None = Field(None, description="Password of the client key")
+
+    topic_partitions: int = Field(4, ge=1, description="Partitions for topics the bus creates")
+    replication_factor: int = Field(1, ge=1, description="Replication factor for topics the bus creates")
+    consumer_group: str = Field("sharingbus", description="Faust application id / consumer group")
+    web_host: str = Field("127.0.0.1", description="Worker web server host")
+    web_port: int = Field(6066, description="Worker web server port (/metrics /health /ready /api)")
+    log_json: bool = Field(False, description="Emit JSON log lines")
+    log_level: str = Field("INFO", description="Log level")
+    suppression_threshold: int = Field(10, ge=1, description="Small-number suppression threshold")
+    round_to: int = Field(0, ge=0, description="Round published counts to this base (0: no rounding)")
+    data_dir: Path = Field(ROOT / "var", description="Worker state (table stores, reports)")
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka (confluent-kafka) configuration, including security settings."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            conf["ssl.key.location"] = str(self.ssl_keyfile)
+        if self.ssl_key_password:
+            conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        conf.update(extra)
+        return conf
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """TLS context for aiokafka/Faust, or None for plaintext protocols."""
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile:
+            ctx.load_cert_chain(
+                str(self.ssl_certfile),
+                str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+            )
+        return ctx
+
+    def registry_config(self) -> dict[str, Any]:
+        """Configuration for confluent-kafka's `SchemaRegistryClient`."""
+        conf: dict[str, Any] = {"url": self.schema_registry_url}
+        if self.schema_registry_username and self.schema_registry_password:
+            conf["basic.auth.user.info"] = (
+                f"{self.schema_registry_username}:{self.schema_registry_password.get_secret_value()}"
+            )
+        return conf
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings from the environment (cached; tests build `Settings(...)` directly)."""
+    return Settings()

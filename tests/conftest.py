@@ -1,0 +1,96 @@
+"""Session fixtures on real components: Tansu broker, embedded registry, a fresh PostgreSQL database.
+
+Factories (`topic_factory`, `settings_factory`) give each test its own names so tests never share
+state through the session-wide broker.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from streams.admin import TopicSpec, ensure_topics
+from streams.broker import EmbeddedBroker
+from streams.settings import Settings
+
+PG_ADMIN_DSN = os.environ.get("SHARINGBUS_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def registry(broker: EmbeddedBroker) -> Iterator[Any]:
+    from streams.registry import EmbeddedRegistry
+
+    with EmbeddedRegistry(bootstrap=broker.bootstrap) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A database of its own for this test session, dropped at the end."""
+    name = f"sharingbus_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def settings_factory(
+    broker: EmbeddedBroker, registry: Any, pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Settings]:
+    """Settings pointing at the session's real components; keyword arguments override fields."""
+
+    def make(**overrides: Any) -> Settings:
+        base = tmp_path_factory.mktemp("sb")
+        values: dict[str, Any] = {
+            "bootstrap_servers": broker.bootstrap,
+            "schema_registry_url": registry.url,
+            "postgres_dsn": pg_dsn,
+            "keyring_path": base / "keyring.json",
+            "data_dir": base / "var",
+            "consumer_group": f"sb-test-{uuid.uuid4().hex[:8]}",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory()
+
+
+@pytest.fixture
+def topic_factory(settings: Settings) -> Callable[..., str]:
+    """Creates a uniquely named topic (explicit partitions) and returns its name."""
+
+    def make(prefix: str = "test", partitions: int = 4, config: dict[str, str] | None = None) -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+        ensure_topics(settings, [TopicSpec(name, partitions, config or {})])
+        return name
+
+    return make
