@@ -91,6 +91,20 @@ class Settings(BaseSettings):
             )
         return ctx
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as `SHARINGBUS_*` variables, to hand to a child process."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[f"SHARINGBUS_{name.upper()}"] = str(value)
+        return env
+
     def registry_config(self) -> dict[str, Any]:
         """Configuration for confluent-kafka's `SchemaRegistryClient`."""
         conf: dict[str, Any] = {"url": self.schema_registry_url}

@@ -11,6 +11,10 @@ from streams.errors import SharingBusError
 # Each module exposes `register(app)`. Listed explicitly: no import-time discovery.
 COMMAND_MODULES = [
     "broker",
+    "registry",
+    "worker",
+    "keys",
+    "acls",
 ]
 
 app = typer.Typer(
@@ -38,3 +42,7 @@ def main() -> None:
     except SharingBusError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Builds the Faust App from Settings, and nothing else (agents register themselves in `agents.worker`)."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.logs import logging_config
+from streams.security import faust_credentials
+from streams.settings import Settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust App for these settings.
+
+    Raw bytes everywhere (agents decode with fastavro themselves, so a bad value is dead-lettered
+    instead of silently acked), explicit partition counts (Tansu auto-creates 4), Faust's table-
+    over-HTTP views off, and at-least-once (Faust's exactly_once does not work on Tansu).
+    """
+    return faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        producer_linger_ms=10,
+        stream_buffer_maxsize=16384,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_tables_enabled=False,
+        store="memory://",
+        logging_config=logging_config(settings),
+        worker_redirect_stdouts=False,
+        datadir=str(settings.data_dir / "faust"),
+    )

@@ -1,0 +1,65 @@
+"""`/health`, `/ready` and `/metrics` on the worker's web server.
+
+Faust answers `/` before table recovery ends, so readiness is ours: partitions assigned, no
+rebalance in progress, table recovery complete and the schema registry reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams import metrics
+
+
+class Readiness:
+    """Cached readiness checks (the registry probe is a blocking HTTP call: run it off the loop)."""
+
+    def __init__(self, app: faust.App, registry_reachable: Callable[[], bool], ttl: float = 5.0) -> None:
+        self.app = app
+        self._registry_reachable = registry_reachable
+        self._ttl = ttl
+        self._registry_ok = False
+        self._checked_at = 0.0
+
+    async def registry_ok(self) -> bool:
+        if time.monotonic() - self._checked_at > self._ttl:
+            loop = asyncio.get_running_loop()
+            self._registry_ok = await loop.run_in_executor(None, self._registry_reachable)
+            self._checked_at = time.monotonic()
+        return self._registry_ok
+
+    async def state(self) -> dict[str, Any]:
+        app = self.app
+        assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
+        recovery = app.tables.recovery
+        checks = {
+            "partitions_assigned": assigned > 0,
+            "not_rebalancing": not app.rebalancing,
+            "recovery_complete": recovery.completed.is_set() and not recovery.in_recovery,
+            "registry_reachable": await self.registry_ok(),
+        }
+        ready = all(checks.values())
+        metrics.READY.set(1 if ready else 0)
+        return {"ready": ready, "checks": checks, "assigned_partitions": assigned}
+
+
+def register(app: faust.App, readiness: Readiness) -> None:
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: View, request: Request) -> Response:
+        state = await readiness.state()
+        return web.json(state, status=200 if state["ready"] else 503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: View, request: Request) -> Response:
+        body, content_type = metrics.render_latest(request.headers.get("Accept"))
+        return web.bytes(body, content_type=content_type.split(";")[0])

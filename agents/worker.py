@@ -1,0 +1,109 @@
+"""Assembles one worker: every agent (enforcer, linker, views, sinks) and the web routes on one App.
+
+Everything that can fail for configuration reasons (schemas, agreements, keys, security settings,
+factor catalogue) fails here, at start, with the file and key named: never per event.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from agents import app as app_module
+from agents import enforcer as enforcer_agent
+from agents import health
+from streams import metrics
+from streams.admin import ensure_topics
+from streams.agreements import PlanWatcher
+from streams.audit import recover_chain
+from streams.catalogue import Catalogue, load_catalogue
+from streams.enforcement import Enforcer
+from streams.keys import KeyRing
+from streams.producer import DeliveringProducer
+from streams.registry_client import RegistrySchemas, registry_client
+from streams.settings import Settings
+from streams.topology import DLQ_STAGES, bus_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """The pieces of one worker process, kept together so tests and the benchmark can reach them."""
+
+    app: faust.App
+    settings: Settings
+    catalogue: Catalogue
+    keyring: KeyRing
+    plans: PlanWatcher
+    enforcer: Enforcer
+    producer: DeliveringProducer
+
+
+def load_keyring(settings: Settings) -> KeyRing:
+    """Keys from the environment when given there (production: injected from a KMS), else the file."""
+    import os
+
+    if os.environ.get("SHARINGBUS_KEYS"):
+        return KeyRing.from_env()
+    return KeyRing.load(settings.keyring_path)
+
+
+def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
+    catalogue = load_catalogue(settings.schemas_dir)
+    keyring = load_keyring(settings)
+    plans = PlanWatcher(settings.agreements_dir, catalogue, keyring)
+    planset = plans.current()
+    ensure_topics(settings, bus_topics(settings, catalogue, planset))
+    schemas = RegistrySchemas(registry_client(settings))
+    kafka_config = settings.kafka_config()
+    audit_partitions = settings.topic_partitions
+    enforcer = Enforcer(
+        catalogue=catalogue,
+        plans=plans,
+        schemas=schemas,
+        output_schemas=schemas,
+        audit_partitions=audit_partitions,
+        recover_chain=lambda chain_id: recover_chain(kafka_config, chain_id, audit_partitions),
+        link_facts=_link_facts(settings, catalogue, keyring),
+    )
+    producer = DeliveringProducer(kafka_config)
+    app = app_module.create_app(settings)
+    raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
+    enforcer_agent.register(app, raw_topics, enforcer, producer)
+    if extra_agents:
+        _register_downstream(app, settings)
+    health.register(app, health.Readiness(app, schemas.reachable))
+    metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
+    metrics.set_worker_info(settings.consumer_group)
+    return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
+
+
+def _link_facts(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> Any:
+    from streams.link_facts import make_link_facts
+
+    return make_link_facts(settings, catalogue, keyring)
+
+
+def _register_downstream(app: faust.App, settings: Settings) -> None:
+    from agents import audit_sink, linker, views
+
+    audit_sink.register(app, settings)
+    linker.register(app, settings)
+    views.register(app, settings)
+
+
+def run(settings: Settings) -> None:
+    """Run one worker until SIGTERM/SIGINT (Faust handles the signals and stops cleanly)."""
+    from faust.worker import Worker as FaustWorker
+
+    worker = build_worker(settings)
+    FaustWorker(
+        worker.app,
+        loglevel=settings.log_level,
+        logging_config=worker.app.conf.logging_config,
+        redirect_stdouts=False,
+    ).execute_from_commandline()

@@ -1,0 +1,67 @@
+"""Dead letters: the original bytes, key and headers, plus why, so nothing is ever silently dropped.
+
+Dead-letter topics hold raw data and are protected like raw topics (see `streams.acls`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from streams import topics
+
+Headers = list[tuple[str, bytes]]
+
+# Short, fixed reason codes: they are metric labels, so never free text.
+DECODE_ERROR = "decode_error"
+UNKNOWN_SCHEMA = "unknown_schema"
+SCHEMA_MISMATCH = "schema_mismatch"
+SPOOFED_PARTNER = "spoofed_partner"
+VALIDATION = "validation"
+PLAN_ERROR = "plan_error"
+INTERNAL = "internal_error"
+
+
+@dataclass(slots=True)
+class Output:
+    """One record to produce; the enforcer returns these and a producer sends them."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None = None
+    partition: int | None = None
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """What a consumer read: enough to process it and to dead-letter it faithfully."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+
+def dead_letter(record: RawRecord, stage: str, reason: str, detail: str) -> Output:
+    """The dead-letter record for `record`: original key, value and headers, plus the reason."""
+    detail = detail.replace("\n", " ")[:500]
+    headers: Headers = list(record.headers or [])
+    headers += [
+        ("sharingbus.dlq.stage", stage.encode()),
+        ("sharingbus.dlq.reason", reason.encode()),
+        ("sharingbus.dlq.detail", detail.encode("utf-8", "replace")),
+        ("sharingbus.dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ("sharingbus.dlq.at", datetime.now(UTC).isoformat().encode()),
+    ]
+    return Output(topics.dlq(stage), record.key, record.value, headers)
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    """First value of header `name`, decoded."""
+    for k, v in headers or ():
+        if k == name:
+            return v.decode("utf-8", "replace") if v is not None else None
+    return None

@@ -1,0 +1,342 @@
+"""The enforcement engine: one raw event in, everything it causes out (shared, audit, link, dead letters).
+
+Plain Python with no Faust in it, so the Faust agent (`agents/enforcer.py`), the benchmark and the
+tests drive the same code. Per event it runs only precompiled plans and cached schemas; anything
+that blocks (registry registration, audit-chain recovery) happens in `prepare()` before a batch.
+
+Fail closed: an error while applying a plan means no output for that recipient, an `error` decision
+in the audit and a dead letter; an event that cannot be trusted (undecodable, unknown schema, schema
+of another topic, spoofed partner) is dead-lettered whole and reaches nobody.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+from streams import deadletter as dl
+from streams import metrics, topics
+from streams.audit import AuditChain, audit_partition
+from streams.catalogue import Catalogue
+from streams.deadletter import Output, RawRecord
+from streams.serde import SerdeError, decode_header
+
+log = logging.getLogger(__name__)
+
+STAGE = "enforcer"
+_MAGIC = b"\x00"
+
+
+class SchemaLookup(Protocol):
+    """Writer schemas by registry id; raises LookupError for an id the registry does not know."""
+
+    def schema_for_id(self, schema_id: int) -> dict[str, Any]: ...
+
+
+class OutputSchemas(Protocol):
+    """Registry ids of the plans' output schemas (registered ahead, in `prepare`)."""
+
+    def id_for(self, subject: str, schema: dict[str, Any]) -> int: ...
+
+
+def _json(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+class _Writer:
+    """An output schema bound to its registry id; encodes records in the Confluent wire format."""
+
+    __slots__ = ("header", "parsed")
+
+    def __init__(self, schema: dict[str, Any], schema_id: int) -> None:
+        self.parsed = parse_schema(schema)
+        self.header = _MAGIC + schema_id.to_bytes(4, "big")
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self.header)
+        schemaless_writer(buf, self.parsed, record)
+        return buf.getvalue()
+
+
+class _Reader:
+    """How to decode one writer schema id for one event type (resolved once, then cached)."""
+
+    __slots__ = ("error", "reader", "writer")
+
+    def __init__(self, writer: Any = None, reader: Any = None, error: tuple[str, str] | None = None) -> None:
+        self.writer = writer
+        self.reader = reader
+        self.error = error
+
+
+def _fullname(schema: Mapping[str, Any]) -> str:
+    name = str(schema.get("name", ""))
+    ns = schema.get("namespace")
+    return name if "." in name or not ns else f"{ns}.{name}"
+
+
+class Enforcer:
+    """Applies the current plans to raw events; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        *,
+        catalogue: Catalogue,
+        plans: Any,
+        schemas: SchemaLookup,
+        output_schemas: OutputSchemas,
+        audit_partitions: int,
+        recover_chain: Callable[[str], AuditChain],
+        link_facts: Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]] | None = None,
+        subject_tokens: Callable[[Mapping[str, Any], Sequence[str]], list[str]] | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.plans = plans
+        self.schemas = schemas
+        self.output_schemas = output_schemas
+        self.audit_partitions = audit_partitions
+        self._recover_chain = recover_chain
+        self._link_facts = link_facts
+        self._subject_tokens = subject_tokens or _released_subject_tokens
+        self._chains: dict[str, AuditChain] = {}
+        self._topics: dict[str, tuple[str, str] | None] = {}
+        self._readers: dict[tuple[int, str], _Reader] = {}
+        self._writers: dict[tuple[str, str], _Writer] = {}
+        self._planset_version: str | None = None
+        self._planset: Any = None
+
+    # --- before a batch (may block: run it in a thread) -----------------------------------------
+    def prepare(self, records: Iterable[RawRecord]) -> None:
+        """Load the current plans, register their output schemas and recover audit chains."""
+        planset = self.plans.current()
+        if planset.version != self._planset_version:
+            self._register_outputs(planset)
+            self._planset, self._planset_version = planset, planset.version
+        for chain_id in {f"{r.topic}/{r.partition}" for r in records}:
+            if chain_id not in self._chains:
+                self._chains[chain_id] = self._recover_chain(chain_id)
+
+    def forget_chains(self) -> None:
+        """Partitions were revoked: another worker may extend these chains now."""
+        self._chains.clear()
+
+    def _register_outputs(self, planset: Any) -> None:
+        writers: dict[tuple[str, str], _Writer] = {}
+        for event_type in self.catalogue.event_types:
+            for plan in planset.plans_for(event_type):
+                key = (plan.output_topic, plan.plan_version)
+                writer = self._writers.get(key)
+                if writer is None:
+                    subject = topics.value_subject(plan.output_topic)
+                    writer = _Writer(plan.output_schema, self.output_schemas.id_for(subject, plan.output_schema))
+                writers[key] = writer
+        self._writers = writers
+
+    # --- per event (never blocks) ----------------------------------------------------------------
+    def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
+        out: list[Output] = []
+        for rec in records:
+            self.process(rec, out)
+        return out
+
+    def process(self, rec: RawRecord, out: list[Output]) -> None:
+        started = time.perf_counter()
+        try:
+            self._process(rec, out)
+        except Exception as exc:  # a bug must not stop the stream: dead-letter and go on
+            log.exception("internal error processing %s/%s/%s", rec.topic, rec.partition, rec.offset)
+            self._dead(rec, out, dl.INTERNAL, f"internal error: {type(exc).__name__}")
+        metrics.PROCESSING_TIME.labels(stage=STAGE).observe(time.perf_counter() - started)
+
+    def _dead(self, rec: RawRecord, out: list[Output], reason: str, detail: str) -> None:
+        out.append(dl.dead_letter(rec, STAGE, reason, detail))
+        metrics.count_dead_letter(STAGE, reason)
+
+    def _topic(self, topic: str) -> tuple[str, str] | None:
+        try:
+            return self._topics[topic]
+        except KeyError:
+            try:
+                parsed: tuple[str, str] | None = topics.parse_raw(topic)
+            except ValueError:
+                parsed = None
+            self._topics[topic] = parsed
+            return parsed
+
+    def _reader(self, schema_id: int, event_type: str) -> _Reader:
+        key = (schema_id, event_type)
+        reader = self._readers.get(key)
+        if reader is not None:
+            return reader
+        try:
+            writer_schema = self.schemas.schema_for_id(schema_id)
+        except LookupError:
+            # Not cached: the id may be registered later (the registry is the source of truth).
+            return _Reader(error=(dl.UNKNOWN_SCHEMA, f"schema id {schema_id} is not in the registry"))
+        expected = self.catalogue.event_type(event_type)
+        if _fullname(writer_schema) != _fullname(expected.schema):
+            reader = _Reader(
+                error=(
+                    dl.SCHEMA_MISMATCH,
+                    f"schema id {schema_id} is {_fullname(writer_schema)}, topic carries {event_type}",
+                )
+            )
+        else:
+            writer_parsed = parse_schema(writer_schema)
+            same = json.dumps(writer_schema, sort_keys=True) == json.dumps(expected.schema, sort_keys=True)
+            reader = _Reader(writer_parsed, None if same else expected.parsed)
+        self._readers[key] = reader
+        return reader
+
+    def _process(self, rec: RawRecord, out: list[Output]) -> None:
+        parsed_topic = self._topic(rec.topic)
+        if parsed_topic is None:
+            self._dead(rec, out, dl.VALIDATION, f"{rec.topic} is not a raw topic")
+            return
+        partner, event_type = parsed_topic
+        if event_type not in self.catalogue.event_types:
+            self._dead(rec, out, dl.SCHEMA_MISMATCH, f"{event_type} is not in the schema catalogue")
+            return
+        if not rec.value:
+            self._dead(rec, out, dl.DECODE_ERROR, "empty value")
+            return
+        try:
+            schema_id, payload = decode_header(rec.value)
+        except SerdeError as exc:
+            self._dead(rec, out, dl.DECODE_ERROR, str(exc))
+            return
+        reader = self._reader(schema_id, event_type)
+        if reader.error is not None:
+            self._dead(rec, out, *reader.error)
+            return
+        try:
+            event = schemaless_reader(io.BytesIO(payload), reader.writer, reader.reader)
+        except Exception as exc:
+            self._dead(rec, out, dl.DECODE_ERROR, f"Avro payload does not decode: {type(exc).__name__}: {exc}")
+            return
+        if not isinstance(event, dict):
+            self._dead(rec, out, dl.DECODE_ERROR, "payload is not a record")
+            return
+        envelope = event.get("envelope") or {}
+        claimed = envelope.get("source_partner")
+        if claimed != partner:
+            self._dead(rec, out, dl.SPOOFED_PARTNER, f"source_partner {claimed!r} on {partner}'s topic")
+            return
+        if envelope.get("event_type") != event_type:
+            self._dead(rec, out, dl.SCHEMA_MISMATCH, f"envelope.event_type differs from topic ({event_type})")
+            return
+        event_id = str(envelope.get("event_id", ""))
+        try:
+            uuid.UUID(event_id)
+        except ValueError:
+            self._dead(rec, out, dl.VALIDATION, "envelope.event_id is not a UUID")
+            return
+        metrics.record_consumed(partner, event_type)
+        self._decide(rec, event, event_id, partner, event_type, out)
+        if self._link_facts is not None:
+            for fact in self._link_facts(partner, event_type, event):
+                key = f"{event_id}:{fact['subject_index']}".encode()
+                out.append(Output(topics.LINK_IDENTIFIERS, key, _json(fact), partition=0))
+
+    def _decide(
+        self,
+        rec: RawRecord,
+        event: dict[str, Any],
+        event_id: str,
+        partner: str,
+        event_type: str,
+        out: list[Output],
+    ) -> None:
+        chain_id = f"{rec.topic}/{rec.partition}"
+        chain = self._chains.get(chain_id)
+        if chain is None:  # prepare() was not called for this record: recover now (blocking)
+            chain = self._chains[chain_id] = self._recover_chain(chain_id)
+        audit_part = audit_partition(chain_id, self.audit_partitions)
+        audit_key = chain_id.encode()
+        planset = self._planset
+        now_iso = datetime.now(UTC).isoformat()
+        base = {"event_id": event_id, "source_partner": partner, "event_type": event_type, "at": now_iso}
+        covered: set[str] = set()
+        for plan in planset.plans_for(event_type, partner):
+            covered.add(plan.recipient)
+            decision = plan.apply(event)
+            outcome = decision.outcome
+            subject_tokens: list[str] = []
+            output_topic = None
+            if outcome == "shared" and decision.output is not None:
+                try:
+                    value = self._writers[(plan.output_topic, plan.plan_version)].encode(decision.output)
+                except Exception as exc:  # fail closed: the output does not match its schema
+                    outcome, reason = "error", f"output does not encode: {type(exc).__name__}"
+                    decision.reason = reason
+                else:
+                    subject_tokens = self._subject_tokens(decision.output, decision.transformed)
+                    key = (subject_tokens[0] if subject_tokens else event_id).encode()
+                    out.append(Output(plan.output_topic, key, value, [("sharingbus.event_id", event_id.encode())]))
+                    output_topic = plan.output_topic
+                    metrics.EVENTS_PRODUCED.labels(recipient=plan.recipient, event_type=event_type).inc()
+                    recorded_at = event["envelope"].get("recorded_at")
+                    if isinstance(recorded_at, datetime):
+                        metrics.observe_end_to_end(event_type, recorded_at)
+            if outcome == "error":
+                self._dead(rec, out, dl.PLAN_ERROR, f"plan for {plan.recipient}: {decision.reason}")
+            metrics.DECISIONS.labels(agreement=plan.agreement_id, recipient=plan.recipient, outcome=outcome).inc()
+            _, value = chain.append(
+                **base,
+                recipient=plan.recipient,
+                agreement_id=plan.agreement_id,
+                agreement_version=plan.agreement_version,
+                plan_version=plan.plan_version,
+                outcome=outcome,
+                reason=decision.reason,
+                released=list(decision.released),
+                withheld=list(decision.withheld),
+                transformed=list(decision.transformed),
+                invalid_identifiers=list(decision.invalid_identifiers),
+                subject_tokens=subject_tokens,
+                output_topic=output_topic,
+            )
+            out.append(Output(topics.AUDIT_DECISIONS, audit_key, value, partition=audit_part))
+        uncovered = sorted(r for r in planset.recipients if r not in covered)
+        if uncovered:
+            # Default deny, audited once per event for every recipient no agreement covers.
+            _, value = chain.append(
+                **base,
+                recipient="*",
+                agreement_id=None,
+                agreement_version=None,
+                plan_version=None,
+                outcome="denied",
+                reason="no agreement covers " + ", ".join(uncovered),
+                released=[],
+                withheld=[],
+                transformed=[],
+                invalid_identifiers=[],
+                subject_tokens=[],
+                output_topic=None,
+            )
+            out.append(Output(topics.AUDIT_DECISIONS, audit_key, value, partition=audit_part))
+            metrics.DECISIONS.labels(agreement="none", recipient="*", outcome="denied").inc()
+
+
+def _released_subject_tokens(output: Mapping[str, Any], transformed: Sequence[str]) -> list[str]:
+    """Recipient-domain tokens released about the subject (for subject access and keying)."""
+    subject = output.get("subject")
+    if not isinstance(subject, Mapping):
+        return []
+    tokens = []
+    for path in transformed:
+        if path.startswith("subject."):
+            value = subject.get(path[len("subject.") :])
+            if isinstance(value, str):
+                tokens.append(value)
+    return tokens

@@ -1,0 +1,89 @@
+"""A confluent-kafka producer that returns only when every record of a batch is acknowledged.
+
+The enforcer must not let an input offset be committed before its outputs are safe (at-least-once),
+and Faust acks a batch as soon as the agent body returns: so the body blocks (in a thread) until
+`send_all` has confirmed every delivery, re-sending whatever failed until it succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from streams.deadletter import Output
+from streams.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "linger.ms": 5,
+    "batch.num.messages": 10000,
+    "queue.buffering.max.messages": 500000,
+    "queue.buffering.max.kbytes": 1048576,
+    "compression.type": "lz4",
+    "message.timeout.ms": 60000,
+    "log_level": 3,
+}
+
+
+class DeliveringProducer:
+    """Produce a batch and wait for every acknowledgement; failed records are re-sent."""
+
+    def __init__(self, kafka_config: dict[str, Any], retry_backoff: float = 0.5) -> None:
+        conf = dict(PRODUCER_DEFAULTS)
+        conf.update(kafka_config)
+        self._producer = Producer(conf)
+        self._backoff = retry_backoff
+
+    def send_all(self, outputs: Sequence[Output], deadline_s: float | None = None) -> int:
+        """Send `outputs` and block until all are delivered; returns the number of re-sends.
+
+        Raises BrokerError only when `deadline_s` passes with records still undelivered.
+        """
+        pending: list[Output] = list(outputs)
+        resends = 0
+        deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+        while pending:
+            failed: list[Output] = []
+            errors: list[KafkaError] = []
+            for out in pending:
+                self._produce(out, failed, errors)
+            while self._producer.flush(1.0) > 0:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise BrokerError("timed out waiting for deliveries")
+            if not failed:
+                return resends
+            resends += len(failed)
+            log.warning("re-sending %d undelivered records: %s", len(failed), errors[0] if errors else "")
+            if deadline is not None and time.monotonic() > deadline:
+                raise BrokerError(f"{len(failed)} records undelivered: {errors[0] if errors else ''}")
+            time.sleep(self._backoff)
+            pending = failed
+        return resends
+
+    def _produce(self, out: Output, failed: list[Output], errors: list[KafkaError]) -> None:
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                failed.append(out)
+                errors.append(err)
+
+        kwargs: dict[str, Any] = {"key": out.key, "value": out.value, "on_delivery": on_delivery}
+        if out.headers:
+            kwargs["headers"] = out.headers
+        if out.partition is not None:
+            kwargs["partition"] = out.partition
+        while True:
+            try:
+                self._producer.produce(out.topic, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)

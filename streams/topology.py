@@ -1,0 +1,39 @@
+"""Every topic the bus owns, with explicit partitions and configuration, created before workers start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams import topics
+from streams.admin import TopicSpec, compacted
+from streams.catalogue import Catalogue
+from streams.settings import Settings
+
+DLQ_STAGES = ("enforcer", "linker", "views", "audit_sink")
+DAY_MS = 24 * 3600 * 1000
+
+
+def bus_topics(settings: Settings, catalogue: Catalogue, planset: Any | None = None) -> list[TopicSpec]:
+    """Raw, shared (retention from each agreement), audit, dead-letter, link and view topics."""
+    specs = [TopicSpec(topic) for _, _, topic in catalogue.raw_topics()]
+    specs += [
+        TopicSpec(topics.AUDIT_DECISIONS),
+        TopicSpec(topics.LINK_IDENTIFIERS, 1),
+        TopicSpec(topics.LINK_PERSON),
+        compacted(topics.VIEWS_PERSON_PROFILE),
+        compacted(topics.VIEWS_AREA_COUNTS),
+    ]
+    specs += [TopicSpec(topics.dlq(stage)) for stage in DLQ_STAGES]
+    if planset is not None:
+        seen: set[str] = set()
+        for event_type in catalogue.event_types:
+            for plan in planset.plans_for(event_type):
+                if plan.output_topic in seen:
+                    continue
+                seen.add(plan.output_topic)
+                config = {}
+                retention_days = getattr(plan, "retention_days", None)
+                if retention_days:
+                    config["retention.ms"] = str(int(retention_days) * DAY_MS)
+                specs.append(TopicSpec(plan.output_topic, None, config))
+    return specs

@@ -1,0 +1,81 @@
+"""Run real Faust workers as subprocesses (as production does) and wait until they are ready."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from streams.broker import free_port
+from streams.settings import Settings
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/ready", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}; log:\n{self.log()[-4000:]}")
+            if self.ready():
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"worker not ready after {timeout}s; log:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """kill -9: no clean shutdown, no final commit."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def start_worker(settings: Settings, log_dir: Path, *, wait: bool = True, name: str = "worker") -> WorkerProcess:
+    """`sharebus worker` with the given settings (on a free web port) in a child process."""
+    port = free_port()
+    settings = settings.model_copy(update={"web_port": port})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
+    env.update(settings.to_env())
+    env["PYTHONUNBUFFERED"] = "1"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli.main", "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    worker = WorkerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    if wait:
+        worker.wait_ready()
+    return worker
