@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "worker",
     "keys",
     "acls",
+    "reidentify",
+    "audit",
 ]
 
 app = typer.Typer(

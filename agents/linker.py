@@ -1,0 +1,210 @@
+"""The linker agent: `link.identifiers` in, `link.person` facts and merges out (docs/linkage.md).
+
+One ordered stream (1 partition, concurrency 1). Each batch runs in a worker thread, in this order:
+1. link every record (`streams.linkage.Linker`), dead-lettering malformed ones with a reason;
+2. produce facts, merges and dead letters and wait for every delivery;
+3. record (event, person token, tokens) links and merges in the vault, for re-identification;
+4. produce the changed clusters to `link.state`, our own compacted changelog, and wait.
+Only then does the agent body return and Faust ack the batch. A crash before 4 replays the batch
+against the previous state and produces the same outputs again (de-duplicable by event id); a
+crash after 4 but before the commit re-links records already in the state, which is a no-op.
+
+State is restored by reading `link.state` to partition EOF (`streams.reader.read_to_end`), never to
+a ListOffsets end offset, and not through a Faust table: Tansu reports wrong end offsets and Faust's
+table recovery relies on them (FAUST-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+import faust
+
+from streams import metrics, topics
+from streams.admin import compacted, ensure_topics
+from streams.deadletter import DECODE_ERROR, INTERNAL, Output, RawRecord, dead_letter
+from streams.linkage import Linker
+from streams.producer import DeliveringProducer
+from streams.reader import read_to_end
+from streams.settings import Settings
+from streams.vault import Vault
+
+log = logging.getLogger(__name__)
+
+STAGE = "linker"
+LINK_STATE = getattr(topics, "LINK_STATE", "link.state")  # the linker's own compacted changelog
+BATCH_SIZE = 2000
+BATCH_WITHIN = 0.05
+_DROPPED = ("tokens", "invalid")
+
+
+class MalformedRecord(ValueError):
+    """A `link.identifiers` value that is not the contract's JSON record."""
+
+
+def _dumps(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def parse_record(value: bytes | None) -> dict[str, Any]:
+    """Decode and check one `link.identifiers` value (docs/contracts.md)."""
+    try:
+        doc = json.loads(value or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedRecord(f"not JSON: {type(exc).__name__}") from None
+    if not isinstance(doc, dict):
+        raise MalformedRecord("not a JSON object")
+    if not isinstance(doc.get("event_id"), str) or not doc["event_id"]:
+        raise MalformedRecord("event_id missing")
+    if not isinstance(doc.get("subject_index"), int):
+        raise MalformedRecord("subject_index missing")
+    if not isinstance(doc.get("source_partner"), str):
+        raise MalformedRecord("source_partner missing")
+    tokens = doc.get("tokens")
+    if not isinstance(tokens, dict) or not all(isinstance(t, str) for t in tokens.values()):
+        raise MalformedRecord("tokens must map kinds to strings")
+    return doc
+
+
+def restore(kafka_config: dict[str, Any], topic: str = LINK_STATE) -> Linker:
+    """Replay the changelog to partition EOF; the last value per key wins, empty values delete."""
+    state: dict[str, dict[str, Any] | None] = {}
+    for msg in read_to_end(kafka_config, topic, timeout=300.0):
+        key, value = msg.key(), msg.value()
+        if key is None:
+            continue
+        state[key.decode()] = json.loads(value) if value else None
+    return Linker.from_state(state)
+
+
+class LinkerStage:
+    """Batch processing of the agent, without Faust (so it can be run and tested on its own)."""
+
+    def __init__(
+        self,
+        send: Callable[[list[Output]], Any],
+        load: Callable[[], Linker],
+        vault: Vault | None,
+        retry_backoff: float = 1.0,
+    ) -> None:
+        self._send, self._load, self._vault, self._backoff = send, load, vault, retry_backoff
+        self.linker: Linker | None = None
+
+    def invalidate(self) -> None:
+        """Forget in-memory state (partition revoked): the next batch restores from the changelog."""
+        self.linker = None
+
+    def process(self, records: Iterable[RawRecord]) -> int:
+        if self.linker is None:
+            started = time.monotonic()
+            self.linker = self._load()
+            log.info(
+                "linker state restored: %d clusters in %.1fs", len(self.linker), time.monotonic() - started
+            )
+        linker = self.linker
+        outputs: list[Output] = []
+        links: list[tuple[str, int, str, list[str]]] = []
+        merges: list[tuple[str, str]] = []
+        for record in records:
+            started = time.perf_counter()
+            try:
+                doc = parse_record(record.value)
+                person, caused = linker.add(doc)
+            except MalformedRecord as exc:
+                outputs.append(dead_letter(record, STAGE, DECODE_ERROR, str(exc)))
+                metrics.count_dead_letter(STAGE, DECODE_ERROR)
+                continue
+            except Exception as exc:  # a bug: dead-letter it and carry on (Faust would skip it silently)
+                log.exception("linker failed on %s/%d/%d", record.topic, record.partition, record.offset)
+                outputs.append(dead_letter(record, STAGE, INTERNAL, type(exc).__name__))
+                metrics.count_dead_letter(STAGE, INTERNAL)
+                continue
+            fact = {k: v for k, v in doc.items() if k not in _DROPPED}
+            fact.update(kind="fact", person_token=person)
+            outputs.append(Output(topics.LINK_PERSON, (person or doc["event_id"]).encode(), _dumps(fact)))
+            for m in caused:
+                merge = {"kind": "merge", "from": m.from_, "into": m.into, "at": doc.get("occurred_at")}
+                merge["event_id"] = doc["event_id"]
+                outputs.append(Output(topics.LINK_PERSON, m.from_.encode(), _dumps(merge)))
+                merges.append((m.from_, m.into))
+            if person is not None:
+                links.append((doc["event_id"], doc["subject_index"], person, sorted(doc["tokens"].values())))
+            metrics.PROCESSING_TIME.labels(stage="link").observe(time.perf_counter() - started)
+        self._send(outputs)
+        if self._vault is not None:
+            self._retry(lambda v: v.link_many(links), self._vault)
+            self._retry(lambda v: v.merge_many(merges), self._vault)
+        state = linker.drain_changes()
+        self._send(
+            [Output(LINK_STATE, pt.encode(), _dumps(doc) if doc else None) for pt, doc in state.items()]
+        )
+        return len(outputs)
+
+    def _retry(self, write: Callable[[Vault], Any], vault: Vault) -> None:
+        """Vault writes block the stream until they succeed: links must not silently go missing."""
+        while True:
+            try:
+                write(vault)
+                return
+            except Exception as exc:
+                log.warning("vault write failed, retrying: %s", type(exc).__name__)
+                time.sleep(self._backoff)
+
+
+def register(
+    app: faust.App,
+    settings: Settings,
+    *,
+    vault: Vault | None = None,
+    producer: DeliveringProducer | None = None,
+    use_vault: bool = True,
+) -> Any:
+    """Add the linker agent to `app`; creates `link.state` and the vault tables at start."""
+    from streams.pg import ensure_database
+
+    ensure_topics(settings, [compacted(LINK_STATE, 1)])
+    if vault is None and use_vault:
+        ensure_database(settings.postgres_dsn)
+        vault = Vault(settings.postgres_dsn)
+    kafka_config = settings.kafka_config()
+    out = producer or DeliveringProducer(kafka_config)
+    stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault)
+    source = app.topic(topics.LINK_IDENTIFIERS, value_serializer="raw", key_serializer="raw")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linker")
+
+    @app.agent(source, name="linker", concurrency=1)
+    async def link(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
+            records = [_raw_record(e) for e in events]
+            while True:  # an exception here would make Faust ack the batch unprocessed
+                try:
+                    await loop.run_in_executor(executor, stage.process, records)
+                    break
+                except Exception:
+                    log.exception("linker batch failed; restoring state and retrying")
+                    stage.invalidate()  # the changelog does not hold this batch yet: replay it
+                    await asyncio.sleep(1.0)
+
+    async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        if any(tp.topic == topics.LINK_IDENTIFIERS for tp in kwargs.get("revoked", ())):
+            stage.invalidate()
+
+    app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]  # faust's stub is too narrow
+
+    link.stage = stage  # type: ignore[attr-defined]  # for tests and the web API
+    return link
+
+
+def _raw_record(event: Any) -> RawRecord:
+    msg = event.message
+    headers = msg.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))

@@ -1,0 +1,298 @@
+"""The re-identification vault: token -> a partner's OWN identifiers, for that partner's data owner only.
+
+Nothing downstream of the enforcer can turn a token back into a person. When a partner needs to act
+on what the bus showed them (a person token on a profile), its data owner asks the vault, giving a
+justification; the vault answers with the identifiers *that partner* sent (never another agency's)
+and audits every request, granted or refused (DPA 2018 s.62: who, what, when, why).
+
+Tables (PostgreSQL; created by `ensure_schema`, PUBLIC access revoked: grant them to the vault's own
+role only):
+- `vault_identities(token, partner, kind, value, event_id)`: written by the enforcer
+  (`record_many`), one row per identifier a partner sent for a subject; `token` is a linkage
+  token of that subject.
+- `vault_links(event_id, subject_index, person_token, tokens)`: written by the linker, one row per
+  linked record (`link_many`); merges move rows to the surviving person token (`merge_many`) and
+  are remembered in `vault_aliases` so a stale person token still resolves.
+- `reidentification_audit(id, at, requester, partner, token, justification, outcome, reason, returned)`.
+
+Authorisation: a requester is `"<partner>:<person>"` (e.g. `thames_valley_police:dpo.jones`) and may
+only ask about the partner before the colon; authenticating that string (SSO, a PostgreSQL role per
+requester) belongs to the deployment. It is deliberately a plain rule rather than a roles table,
+so the audit line alone shows why a request was refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+import psycopg
+
+from streams.errors import SharingBusError
+
+__all__ = ["MIN_JUSTIFICATION", "Identity", "ReidentificationRefused", "Vault"]
+
+MIN_JUSTIFICATION = 20
+_REQUESTER = re.compile(r"(?P<partner>[a-z][a-z0-9_]*):(?P<person>\S.*)")
+Outcome = Literal["granted", "not_found", "refused"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vault_identities (
+    token text NOT NULL,
+    partner text NOT NULL,
+    kind text NOT NULL,
+    value text NOT NULL,
+    event_id text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (token, event_id, partner, kind, value)
+);
+CREATE INDEX IF NOT EXISTS vault_identities_event ON vault_identities (event_id);
+CREATE TABLE IF NOT EXISTS vault_links (
+    event_id text NOT NULL,
+    subject_index int NOT NULL,
+    person_token text NOT NULL,
+    tokens text[] NOT NULL,
+    PRIMARY KEY (event_id, subject_index)
+);
+CREATE INDEX IF NOT EXISTS vault_links_person ON vault_links (person_token);
+CREATE TABLE IF NOT EXISTS vault_aliases (
+    from_token text PRIMARY KEY,
+    into_token text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reidentification_audit (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    requester text NOT NULL,
+    partner text,
+    token text NOT NULL,
+    justification text NOT NULL,
+    outcome text NOT NULL CHECK (outcome IN ('granted', 'not_found', 'refused', 'erased')),
+    reason text NOT NULL,
+    returned int NOT NULL DEFAULT 0
+);
+REVOKE ALL ON vault_identities, vault_links, vault_aliases, reidentification_audit FROM PUBLIC;
+"""
+
+
+class ReidentificationRefused(SharingBusError):
+    """The request was refused (and audited); `reason` says why without revealing anything."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"re-identification refused: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """One identifier as the owning partner sent it, and the event it came with."""
+
+    kind: str
+    value: str
+    event_id: str
+    token: str
+
+
+def _text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, date | datetime) else str(value)
+
+
+class Vault:
+    """PostgreSQL-backed vault; each call opens its own short connection (callers are few and bursty)."""
+
+    def __init__(self, dsn: str, *, ensure: bool = True) -> None:
+        self._dsn = dsn
+        if ensure:
+            self.ensure_schema()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._dsn, connect_timeout=10)
+
+    def ensure_schema(self) -> None:
+        with self._connect() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('sharingbus.vault'))")
+            conn.execute(_SCHEMA)  # type: ignore[arg-type]
+
+    # --- writers ----------------------------------------------------------------------------------
+
+    def record(self, partner: str, token: str, identifiers: Mapping[str, Any], event_id: str) -> int:
+        """Store one subject's identifiers as `partner` sent them; returns rows new to the vault."""
+        return self.record_many([(partner, token, identifiers, event_id)])
+
+    def record_many(self, rows: Iterable[tuple[str, str, Mapping[str, Any], str]]) -> int:
+        """Batch form of `record` (what the enforcer calls); idempotent under redelivery."""
+        values = [
+            (token, partner, kind, _text(value), event_id)
+            for partner, token, identifiers, event_id in rows
+            for kind, value in identifiers.items()
+            if value is not None and _text(value).strip()
+        ]
+        if not values:
+            return 0
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO vault_identities (token, partner, kind, value, event_id) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                values,
+            )
+            return max(cur.rowcount, 0)
+
+    def link_many(self, rows: Iterable[tuple[str, int, str, Sequence[str]]]) -> None:
+        """(event_id, subject_index, person_token, linkage tokens) per linked record (the linker)."""
+        values = [(e, i, p, list(t)) for e, i, p, t in rows]
+        if not values:
+            return
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO vault_links (event_id, subject_index, person_token, tokens) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (event_id, subject_index) "
+                "DO UPDATE SET person_token = EXCLUDED.person_token, tokens = EXCLUDED.tokens",
+                values,
+            )
+
+    def merge_many(self, merges: Iterable[tuple[str, str]]) -> None:
+        """(from, into) person tokens, in the order the linker emitted them."""
+        merges = list(merges)
+        if not merges:
+            return
+        with self._connect() as conn, conn.cursor() as cur:
+            for old, new in merges:
+                cur.execute("UPDATE vault_aliases SET into_token = %s WHERE into_token = %s", (new, old))
+                cur.execute(
+                    "INSERT INTO vault_aliases (from_token, into_token) VALUES (%s, %s) "
+                    "ON CONFLICT (from_token) DO UPDATE SET into_token = EXCLUDED.into_token",
+                    (old, new),
+                )
+                cur.execute("UPDATE vault_links SET person_token = %s WHERE person_token = %s", (new, old))
+
+    # --- re-identification ------------------------------------------------------------------------
+
+    def reidentify(
+        self, token: str, requester: str, partner: str | None, justification: str
+    ) -> list[Identity]:
+        """The identifiers `partner` itself sent for `token` (a person or linkage token).
+
+        Raises ReidentificationRefused (after auditing it) when the justification is shorter than
+        MIN_JUSTIFICATION characters or the requester is not `<partner>:<person>` of that partner.
+        An empty list means "authorised, but this partner sent nothing about this token".
+        """
+        justification = (justification or "").strip()
+        match = _REQUESTER.fullmatch(requester or "")
+        partner = partner or (match.group("partner") if match else None)
+        reason = ""
+        if len(justification) < MIN_JUSTIFICATION:
+            reason = f"justification shorter than {MIN_JUSTIFICATION} characters"
+        elif match is None:
+            reason = "requester must be '<partner>:<person>'"
+        elif match.group("partner") != partner:
+            reason = "requester is not a data owner of the partner"
+        with self._connect() as conn:
+            if reason:
+                self._audit(conn, requester, partner, token, justification, "refused", reason, 0)
+                conn.commit()
+                raise ReidentificationRefused(reason)
+            found = self._lookup(conn, token, str(partner))
+            outcome: Outcome = "granted" if found else "not_found"
+            self._audit(conn, requester, partner, token, justification, outcome, "data owner", len(found))
+        return found
+
+    def _lookup(self, conn: psycopg.Connection[Any], token: str, partner: str) -> list[Identity]:
+        if token.startswith("p."):
+            rows = conn.execute(
+                """
+                WITH root AS (
+                    SELECT COALESCE(
+                        (SELECT into_token FROM vault_aliases WHERE from_token = %(t)s), %(t)s
+                    ) AS p
+                ), persons AS (
+                    SELECT p FROM root
+                    UNION SELECT from_token FROM vault_aliases, root WHERE into_token = root.p
+                )
+                SELECT DISTINCT i.kind, i.value, i.event_id, i.token
+                FROM vault_links l JOIN vault_identities i
+                  ON i.event_id = l.event_id AND i.token = ANY (l.tokens)
+                WHERE l.person_token IN (SELECT p FROM persons) AND i.partner = %(partner)s
+                ORDER BY i.event_id, i.kind, i.value
+                """,
+                {"t": token, "partner": partner},
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT DISTINCT kind, value, event_id, token FROM vault_identities "
+                "WHERE token = %s AND partner = %s ORDER BY event_id, kind, value",
+                (token, partner),
+            ).fetchall()
+        return [Identity(*row) for row in rows]
+
+    @staticmethod
+    def _audit(
+        conn: psycopg.Connection[Any],
+        requester: str,
+        partner: str | None,
+        token: str,
+        justification: str,
+        outcome: str,
+        reason: str,
+        returned: int,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO reidentification_audit "
+            "(requester, partner, token, justification, outcome, reason, returned) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (requester or "", partner, token, justification, outcome, reason, returned),
+        )
+
+    def audit_log(self, token: str | None = None) -> list[dict[str, Any]]:
+        """Audit rows (all, or for one token), oldest first."""
+        query = (
+            "SELECT id, at, requester, partner, token, justification, outcome, reason, returned "
+            "FROM reidentification_audit"
+        )
+        with self._connect() as conn:
+            cur = conn.execute(
+                query + (" WHERE token = %s ORDER BY id" if token else " ORDER BY id"),
+                (token,) if token else (),
+            )
+            names = [d.name for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    # --- erasure ----------------------------------------------------------------------------------
+
+    def forget(self, token: str, requester: str = "system:erasure", justification: str = "erasure") -> int:
+        """Erase everything the vault holds about a person (or one linkage token); returns rows deleted.
+
+        The erasure itself is audited (outcome `erased`), without any identifier.
+        """
+        with self._connect() as conn:
+            persons = [token]
+            if token.startswith("p."):
+                root = conn.execute(
+                    "SELECT into_token FROM vault_aliases WHERE from_token = %s", (token,)
+                ).fetchone()
+                root_token = root[0] if root else token
+                persons = [root_token] + [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT from_token FROM vault_aliases WHERE into_token = %s", (root_token,)
+                    ).fetchall()
+                ]
+                links = conn.execute(
+                    "DELETE FROM vault_links WHERE person_token = ANY (%s) RETURNING event_id, tokens",
+                    (persons,),
+                ).fetchall()
+                deleted = len(links)
+                for event_id, tokens in links:
+                    deleted += conn.execute(
+                        "DELETE FROM vault_identities WHERE event_id = %s AND token = ANY (%s)",
+                        (event_id, tokens),
+                    ).rowcount
+                deleted += conn.execute(
+                    "DELETE FROM vault_aliases WHERE from_token = ANY (%s) OR into_token = ANY (%s)",
+                    (persons, persons),
+                ).rowcount
+            else:
+                deleted = conn.execute("DELETE FROM vault_identities WHERE token = %s", (token,)).rowcount
+            self._audit(conn, requester, None, token, justification, "erased", "erasure", deleted)
+        return deleted

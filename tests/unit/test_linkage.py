@@ -1,0 +1,234 @@
+"""The linkage clusterer: validated identifiers first, name keys only when unambiguous, no conflicts."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from streams.linkage import Linker, Merge, person_token
+
+
+def rec(partner: str = "police", **tokens: str) -> dict[str, Any]:
+    return {"event_id": "e", "subject_index": 0, "source_partner": partner, "tokens": tokens}
+
+
+def test_records_without_tokens_get_no_person() -> None:
+    assert Linker().add(rec()) == (None, [])
+
+
+def test_same_identifier_links_and_token_is_deterministic() -> None:
+    linker = Linker()
+    p1, m1 = linker.add(rec(nhs_number="n1"))
+    p2, m2 = linker.add(rec("health", nhs_number="n1", name_dob="x"))
+    assert p1 == p2 == person_token("n1") and m1 == m2 == []
+    assert p1 is not None and p1.startswith("p.") and len(p1) == 28
+
+
+def test_name_key_bridges_sectors_and_merge_keeps_the_smaller_token() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec("health", nhs_number="n1", name_dob_district="k"))
+    b, _ = linker.add(rec("police", pnc_id="c1"))
+    assert a != b
+    merged, merges = linker.add(rec("police", pnc_id="c1", name_dob_district="k"))
+    assert merged == min(a, b)  # type: ignore[type-var]
+    assert merges == [Merge(max(a, b), merged)]  # type: ignore[type-var]
+    assert linker.resolve(max(a, b)) == merged  # type: ignore[type-var]
+    assert linker.add(rec("education", upn="u1", nhs_number="n1")) == (merged, [])
+
+
+def test_different_nhs_numbers_never_merge() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec("health", nhs_number="n1", name_dob="x"))
+    b, merges = linker.add(rec("health", nhs_number="n2", name_dob="x"))
+    assert a != b and merges == []
+    c, merges = linker.add(rec("health", nhs_number="n1", upn="u1"))
+    d, merges2 = linker.add(rec("education", nhs_number="n2", upn="u1"))
+    assert c == a and d == b and merges == merges2 == []  # u1 stays with the first, no merge
+
+
+def test_lower_ranked_identifier_cannot_pull_a_record_across_a_conflict() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec(nhs_number="n1", upn="u1"))
+    b, _ = linker.add(rec(nhs_number="n2", upn="u1"))  # u1 is a's, but n2 outranks it
+    assert b != a
+
+
+def test_ambiguous_name_key_links_nothing() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec(nhs_number="n1", name_dob="x"))
+    b, _ = linker.add(rec(nhs_number="n2", name_dob="x"))
+    c, merges = linker.add(rec("schools", upn="u9", name_dob="x"))
+    assert c not in (a, b) and merges == []
+
+
+def test_unambiguous_name_key_links_a_record_without_identifiers() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec(nhs_number="n1", name_dob="x", swapped_name_dob="s"))
+    assert linker.add(rec("council", swapped_name_dob="s"))[0] == a
+
+
+def test_local_ids_conflict_only_within_a_partner() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec("council", local_id="l1", name_dob="x"))
+    assert linker.add(rec("probation", local_id="l2", name_dob="x"))[0] == a
+    assert linker.add(rec("council", local_id="l3", name_dob="x"))[0] != a
+
+
+def test_one_record_can_merge_three_clusters() -> None:
+    linker = Linker()
+    ps = [linker.add(rec(**{kind: "t"}))[0] for kind in ("nhs_number", "upn", "pnc_id")]
+    p, merges = linker.add(rec(nhs_number="t", upn="t", pnc_id="t"))
+    assert p == min(ps)  # type: ignore[type-var]
+    assert sorted(m.from_ for m in merges) == sorted(x for x in ps if x != p)  # type: ignore[type-var]
+    assert all(m.into == p for m in merges)
+
+
+def _stream(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    kinds = ["nhs_number", "upn", "pnc_id", "local_id", "name_dob_district", "name_dob", "swapped_name_dob"]
+    out = []
+    for _ in range(n):
+        person = rng.randrange(60)
+        chosen = rng.sample(kinds, rng.randint(1, 3))
+        out.append(
+            rec(rng.choice(["a", "b"]), **{k: f"{k}{person % (40 if 'name' in k else 60)}" for k in chosen})
+        )
+    return out
+
+
+def test_state_round_trip_and_changelog_replay_give_the_same_answers() -> None:
+    records = _stream(400, 7)
+    whole = Linker()
+    changelog: dict[str, Any] = {}
+    resumed: Linker | None = None
+    outputs, resumed_outputs = [], []
+    for i, r in enumerate(records):
+        outputs.append(whole.add(r))
+        if i == 199:
+            snapshot = json.loads(json.dumps(whole.to_state()))
+            changelog.update(whole.drain_changes())
+            assert {k: v for k, v in changelog.items() if v is not None} == snapshot
+            resumed = Linker.from_state(changelog)
+        if resumed is not None and i > 199:
+            resumed_outputs.append(resumed.add(r))
+    assert resumed_outputs == outputs[200:]
+    assert resumed is not None and resumed.to_state() == whole.to_state()
+
+
+def test_same_input_same_output() -> None:
+    records = _stream(300, 3)
+    a, b = Linker(), Linker()
+    assert [a.add(r) for r in records] == [b.add(r) for r in records]
+
+
+def test_forget_person_erases_the_cluster_and_its_aliases() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec(nhs_number="n1", name_dob="x"))
+    b, _ = linker.add(rec(pnc_id="c1"))
+    p, _ = linker.add(rec(pnc_id="c1", name_dob="x"))
+    erased = linker.forget_person(max(a, b))  # type: ignore[type-var]
+    assert sorted(erased) == sorted([a, b])  # type: ignore[type-var]
+    assert linker.resolve(p) is None and len(linker) == 0  # type: ignore[arg-type]
+    assert linker.drain_changes()[p] is None  # type: ignore[index]
+    fresh, merges = linker.add(rec(name_dob="x"))
+    assert fresh is not None and merges == []
+
+
+# --- the agent's batch stage, without Faust or a broker ----------------------------------------------
+
+
+def _stage(changelog: dict[str, Any], sent: list[Any]) -> Any:
+    from agents.linker import LINK_STATE, LinkerStage
+
+    def send(outputs: list[Any]) -> None:
+        for out in outputs:
+            if out.topic == LINK_STATE:
+                changelog[out.key.decode()] = json.loads(out.value) if out.value else None
+            else:
+                sent.append(out)
+
+    return LinkerStage(send, lambda: Linker.from_state(changelog), vault=None)
+
+
+def _raw(i: int, doc: dict[str, Any] | bytes) -> Any:
+    from streams.deadletter import RawRecord
+
+    value = (
+        doc
+        if isinstance(doc, bytes)
+        else json.dumps({"event_id": f"e{i}", "subject_index": 0, **doc}).encode()
+    )
+    return RawRecord("link.identifiers", 0, i, f"e{i}:0".encode(), value)
+
+
+def test_stage_emits_facts_merges_and_dead_letters() -> None:
+    changelog: dict[str, Any] = {}
+    sent: list[Any] = []
+    stage = _stage(changelog, sent)
+    stage.process(
+        [
+            _raw(
+                0,
+                {
+                    "source_partner": "health",
+                    "occurred_at": "t0",
+                    "tokens": {"nhs_number": "n1", "name_dob": "x"},
+                },
+            ),
+            _raw(1, {"source_partner": "police", "occurred_at": "t1", "tokens": {"pnc_id": "c1"}}),
+            _raw(
+                2,
+                {
+                    "source_partner": "police",
+                    "occurred_at": "t2",
+                    "tokens": {"pnc_id": "c1", "name_dob": "x"},
+                },
+            ),
+            _raw(
+                3, {"source_partner": "health", "occurred_at": "t3", "tokens": {}, "invalid": ["nhs_number"]}
+            ),
+            _raw(4, b"not json"),
+        ]
+    )
+    docs = [
+        (out.topic, out.key, json.loads(out.value) if out.topic == "link.person" else None) for out in sent
+    ]
+    facts = [d for t, _, d in docs if d and d["kind"] == "fact"]
+    assert [f["event_id"] for f in facts] == ["e0", "e1", "e2", "e3"]
+    assert all("tokens" not in f and "invalid" not in f for f in facts)
+    assert facts[3]["person_token"] is None and docs[4][1] == b"e3"
+    (merge,) = [d for t, _, d in docs if d and d["kind"] == "merge"]
+    survivor = facts[2]["person_token"]
+    assert merge["into"] == survivor and {merge["from"], survivor} == {
+        facts[0]["person_token"],
+        facts[1]["person_token"],
+    }
+    assert [k for t, k, _ in docs if t == "link.person" and _ and _["kind"] == "merge"] == [
+        merge["from"].encode()
+    ]
+    assert docs[-1][0] == "dlq.linker"
+    assert survivor in changelog and changelog[merge["from"]] is None
+
+
+def test_stage_restart_replays_to_the_same_outputs() -> None:
+    batch1 = [
+        _raw(0, {"source_partner": "h", "tokens": {"nhs_number": "n1", "name_dob": "x"}}),
+        _raw(1, {"source_partner": "p", "tokens": {"pnc_id": "c1"}}),
+    ]
+    batch2 = [
+        _raw(2, {"source_partner": "p", "tokens": {"pnc_id": "c1", "name_dob": "x"}}),
+        _raw(3, {"source_partner": "s", "tokens": {"upn": "u1", "nhs_number": "n1"}}),
+    ]
+    changelog: dict[str, Any] = {}
+    sent: list[Any] = []
+    stage = _stage(changelog, sent)
+    stage.process(batch1)
+    saved = dict(changelog)  # the worker dies after batch 1's state was written
+    stage.process(batch2)
+    first_run = [(o.topic, o.key, o.value) for o in sent[len(batch1) :]]
+    assert any(b'"merge"' in v for _, _, v in first_run)
+    sent2: list[Any] = []
+    _stage(saved, sent2).process(batch2)  # a new worker restores and gets batch 2 again
+    assert [(o.topic, o.key, o.value) for o in sent2] == first_run
+    assert saved == changelog

@@ -1,0 +1,108 @@
+"""Linkage tokens: spellings of one identity meet; invalid identifiers are reported, never tokenised."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from streams.identifiers import nhs_check_digit, pnc_check_char, upn_check_letter
+from streams.keys import KeyRing
+from streams.linkage_keys import linkage_tokens
+
+
+def _nhs() -> str:
+    body = "943476591"
+    return body + str(nhs_check_digit(body))
+
+
+def _upn() -> str:
+    tail = "820200109001"
+    return upn_check_letter(tail) + tail
+
+
+def _pnc() -> str:
+    return "2019/0012345" + pnc_check_char("190012345")
+
+
+@pytest.fixture(scope="module")
+def ring() -> KeyRing:
+    return KeyRing.generate()
+
+
+BASE = {
+    "nhs_number": _nhs(),
+    "upn": _upn(),
+    "pnc_id": _pnc(),
+    "local_id": "CH-1001",
+    "given_name": "Zoë",
+    "family_name": "O'Brien",
+    "date_of_birth": date(2010, 4, 5),
+    "postcode": "RG1 2AB",
+}
+
+
+def test_formatting_variants_give_the_same_tokens(ring: KeyRing) -> None:
+    variant = {
+        "nhs_number": f"{_nhs()[:3]} {_nhs()[3:6]} {_nhs()[6:]}",
+        "upn": _upn().lower(),
+        "pnc_id": "19/12345" + pnc_check_char("190012345"),
+        "local_id": " ch-1001 ",
+        "given_name": "ZOE",
+        "family_name": "obrien",
+        "date_of_birth": "05/04/2010",
+        "postcode": "rg12ab",
+    }
+    assert linkage_tokens(variant, "council", ring) == linkage_tokens(BASE, "council", ring)
+
+
+def test_swapped_names_share_only_the_swapped_key(ring: KeyRing) -> None:
+    swapped = {**BASE, "given_name": BASE["family_name"], "family_name": BASE["given_name"]}
+    a, _ = linkage_tokens(BASE, "p", ring)
+    b, _ = linkage_tokens(swapped, "p", ring)
+    assert a["swapped_name_dob"] == b["swapped_name_dob"]
+    assert a["name_dob"] != b["name_dob"]
+    assert a["name_dob_district"] != b["name_dob_district"]
+
+
+def test_hyphen_and_space_in_names_meet(ring: KeyRing) -> None:
+    a, _ = linkage_tokens({**BASE, "given_name": "Anne-Marie"}, "p", ring)
+    b, _ = linkage_tokens({**BASE, "given_name": "Annemarie"}, "p", ring)
+    assert a["name_dob"] == b["name_dob"]
+
+
+def test_local_ids_are_scoped_per_partner(ring: KeyRing) -> None:
+    a, _ = linkage_tokens(BASE, "council", ring)
+    b, _ = linkage_tokens(BASE, "probation", ring)
+    assert a["local_id"] != b["local_id"]
+    assert a["nhs_number"] == b["nhs_number"]
+
+
+def test_invalid_identifiers_are_listed_and_not_tokenised(ring: KeyRing) -> None:
+    bad_nhs = _nhs()[:9] + str((int(_nhs()[9]) + 1) % 10)
+    subject = {
+        **BASE,
+        "nhs_number": bad_nhs,
+        "upn": "X" + _upn()[1:],
+        "pnc_id": "not a pnc",
+        "date_of_birth": "31/02/2010",
+        "postcode": "nowhere",
+    }
+    tokens, invalid = linkage_tokens(subject, "p", ring)
+    assert sorted(invalid) == ["date_of_birth", "nhs_number", "pnc_id", "postcode", "upn"]
+    assert set(tokens) == {"local_id"}  # no dob -> no name keys
+
+
+def test_missing_values_are_not_invalid(ring: KeyRing) -> None:
+    tokens, invalid = linkage_tokens({"nhs_number": "", "given_name": "Sam", "family_name": None}, "p", ring)
+    assert tokens == {} and invalid == []
+
+
+def test_tokens_are_keyed_and_carry_the_key_id(ring: KeyRing) -> None:
+    tokens, _ = linkage_tokens(BASE, "p", ring)
+    other, _ = linkage_tokens(BASE, "p", KeyRing.generate())
+    assert all(
+        t.startswith(f"{ring.active_id}.") and len(t) == len(ring.active_id) + 27 for t in tokens.values()
+    )
+    assert set(tokens.values()).isdisjoint(other.values())
+    assert _nhs() not in "".join(tokens.values())
