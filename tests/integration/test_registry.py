@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -286,6 +286,29 @@ def test_soft_and_permanent_deletes(client: SchemaRegistryClient, registry: Embe
     assert subject not in client.get_subjects(deleted=True)
     response = httpx.delete(f"{registry.url}/subjects/{subject}")
     assert (response.status_code, response.json()["error_code"]) == (404, 40401)
+
+
+def test_references_resolve_named_types_from_other_subjects(client: SchemaRegistryClient) -> None:
+    shared, event = f"{unique()}-value", f"{unique()}-value"
+    client.register_schema(shared, avro(json.dumps(subject_record())))
+    using = json.dumps(
+        {
+            "type": "record",
+            "name": "Referral",
+            "namespace": "sharingbus.events",
+            "fields": [{"name": "subject", "type": "sharingbus.Subject"}],
+        }
+    )
+    ref = SchemaReference("sharingbus.Subject", shared, 1)
+    schema_id = client.register_schema(event, Schema(using, "AVRO", [ref]))
+    registered = client.get_version(event, 1)
+    assert registered.schema_id == schema_id
+    assert [(r.name, r.subject, r.version) for r in registered.schema.references or []] == [
+        ("sharingbus.Subject", shared, 1)
+    ]
+    with pytest.raises(SchemaRegistryError) as unresolved:
+        client.register_schema(f"{unique()}-value", Schema(using, "AVRO"))
+    assert unresolved.value.error_code == 42201 and "sharingbus.Subject" in unresolved.value.error_message
 
 
 def test_restart_keeps_ids_versions_config_and_deletes(broker: EmbeddedBroker) -> None:
