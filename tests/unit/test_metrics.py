@@ -165,3 +165,13 @@ def test_multiprocess_mode_aggregates_worker_processes(tmp_path: Path) -> None:
     samples = scrape_samples(*pids)
     assert samples[decisions] == 6  # counters survive their process
     assert entries not in samples  # live gauges of exited workers are dropped
+
+
+def test_operations_doc_lists_every_metric() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    exposed = {
+        name for name, family in metrics.sample_names().items() if not name.endswith(("_count", "_sum"))
+    }
+    exposed = {n.removesuffix("_bucket") for n in exposed}
+    missing = sorted(n for n in exposed if f"`{n}`" not in doc)
+    assert not missing, f"docs/operations.md lacks {missing}"
