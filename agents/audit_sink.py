@@ -5,7 +5,8 @@ blocks. Faust acks a batch when the agent body returns, so the body returns only
 is stored: while PostgreSQL is down the sink waits and retries (lag grows, nothing is lost). A
 record that cannot be parsed or stored is dead-lettered to `dlq.audit_sink` with a reason and the
 batch goes on. Records of other kinds (e.g. erasure requests) are not decisions and are skipped.
-The topic stays the ledger; this table is a de-duplicated, queryable copy of it.
+The topic stays the ledger; this table is a de-duplicated, queryable copy of it, and
+`reload_from_topic` (`sharebus audit reload`) rebuilds or repairs it from the topic.
 """
 
 from __future__ import annotations
@@ -191,5 +192,4 @@ def register(app: faust.App, settings: Settings, source_topic: str = topics.AUDI
         finally:
             sink.stopping.set()  # a retry loop still waiting for PostgreSQL gives up on shutdown
 
-    audit_sink.sink_impl = sink  # type: ignore[attr-defined]  # reachable for tests and health checks
     return audit_sink

@@ -415,10 +415,7 @@ def verify(
     the partition `audit_partition` gives. `anchors` (chain -> (seq, hash), e.g. from
     `AuditStore.chain_heads()`) must all be found: the only way to notice a truncated tail.
     """
-    try:
-        n_partitions: int | None = topic_partitions(kafka_config, topic)
-    except BrokerError:
-        n_partitions = None
+    n_partitions = topic_partitions(kafka_config, topic)  # BrokerError for a missing topic: no false OK
     verifier = ChainVerifier(topic, n_partitions, anchors)
     for msg in read_to_end({**kafka_config, **READER_CONFIG}, topic, timeout=timeout):
         verifier.feed(msg.value(), msg.partition() or 0, msg.offset() or 0)

@@ -1,8 +1,8 @@
-"""`sharebus audit event | subject | verify`: who received what, when and why; is the ledger intact.
+"""`sharebus audit event | subject | verify | reload`: who received what, when, why; is the ledger intact.
 
 `event` and `subject` answer from the PostgreSQL copy (subject access, DPO control 11); `verify`
 reads the ledger topic itself to its end and checks every hash chain (control 8), exiting 1 on
-any break so it can run from cron or CI.
+any break so it can run from cron or CI; `reload` replays the topic into PostgreSQL.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from streams.audit import (
     verify,
 )
 from streams.audit_store import AuditStore
-from streams.errors import ConfigurationError
+from streams.errors import BrokerError, ConfigurationError
 from streams.settings import Settings
 
 N_PARTITIONS = 4
@@ -108,6 +108,8 @@ def test_recover_continues_after_the_last_record_of_a_batched_write(
 
     with pytest.raises(ConfigurationError, match="partitions"):
         recover_chain(conf, CHAINS[0], N_PARTITIONS + 1, topic=audit_topic)
+    with pytest.raises(BrokerError, match="does not exist"):  # a mistyped topic must not verify as OK
+        verify(conf, audit_topic + "-missing")
 
 
 def test_verify_finds_a_forged_record_and_the_cli_exits_1(settings: Settings, audit_topic: str) -> None:
