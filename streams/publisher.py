@@ -139,6 +139,13 @@ _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 _DMY = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
 _COMPACT = re.compile(r"(\d{4})(\d{2})(\d{2})")
+_WORDY = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[ -]([A-Za-z]{3,9})\.?,?[ -](\d{4})")
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
 _EPOCH = date(1970, 1, 1)
 _INT32 = (-(2**31), 2**31 - 1)
 
@@ -326,7 +333,11 @@ def _date(v: Any, desc: str) -> date:
         raise TypeError(f"must be a date, not {type(v).__name__}")
     text = v.strip()
     m = _DMY.fullmatch(text) or _COMPACT.fullmatch(text)
+    wordy = _WORDY.fullmatch(text)
     try:
+        if wordy:  # "3 Mar 2009", "3rd March 2009"
+            month = _MONTHS.get(wordy.group(2)[:3].lower(), 0)
+            return date(int(wordy.group(3)), month, int(wordy.group(1)))
         if m and len(m.group(1)) == 4:
             return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
         if m:

@@ -17,6 +17,9 @@ COMMAND_MODULES = [
     "acls",
     "reidentify",
     "audit",
+    "schemas",
+    "publish",
+    "simulate",
 ]
 
 app = typer.Typer(
