@@ -11,6 +11,7 @@ from streams.errors import SharingBusError
 # Each module exposes `register(app)`. Listed explicitly: no import-time discovery.
 COMMAND_MODULES = [
     "broker",
+    "agreements",
     "registry",
     "worker",
     "keys",
