@@ -7,8 +7,8 @@
 Events are checked before they leave the process, so a partner learns about a bad field at once,
 with its dotted path (`subject.date_of_birth: ...`), not from a dead-letter topic later:
 - plain dicts or pydantic models; ISO strings (and UK dd/mm/yyyy) become dates and times, naive
-  times are read as Europe/London, "3" becomes 3 for ints, "Suspension" becomes SUSPENSION for
-  enums, "a;b" becomes a list for arrays (CSV extracts);
+  times are read as Europe/London, "3" becomes 3 for ints, "Suspension" (or a unique prefix such
+  as "M" for MALE) becomes the enum symbol, "a;b" becomes a list for arrays (CSV extracts);
 - the envelope is completed: `event_id` (uuid4), `event_type`, `source_partner`, `recorded_at`
   (now), `schema_version`; `occurred_at` is required;
 - a `source_partner` other than the bound partner, and event types the partner does not publish
@@ -249,6 +249,9 @@ def _enum(t: Mapping[str, Any], v: Any, desc: str) -> str:
     if not isinstance(v, str):
         raise TypeError(f"must be one of the symbols, not {type(v).__name__}")
     symbol = re.sub(r"[\s\-/]+", "_", v.strip()).upper()
+    if symbol not in t["symbols"]:  # a unique prefix is enough: "M" -> MALE, "Perm" -> PERMANENT
+        matches = [s for s in t["symbols"] if symbol and s.startswith(symbol)]
+        symbol = matches[0] if len(matches) == 1 else symbol
     if symbol not in t["symbols"]:
         shown = ", ".join(t["symbols"][:12]) + (", ..." if len(t["symbols"]) > 12 else "")
         raise ValueError(f"{desc} is not one of {shown}")

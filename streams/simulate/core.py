@@ -109,7 +109,7 @@ class Simulation:
             built = spec.build(self, person, occurred)
             if built is None:
                 continue
-            partner, body, people = built
+            partner, body, people = built[0], _to_minutes(built[1]), built[2]
             event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
             recorded = min(self.now, occurred + timedelta(minutes=self.rng.randint(10, 4320)))
             envelope = {
@@ -166,3 +166,14 @@ class Simulation:
         with path.open("w", encoding="utf-8") as fh:
             for row in self.truth():
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _to_minutes(value: Any) -> Any:
+    """Times to whole minutes: what partner systems record, and exact under timestamp-millis."""
+    if isinstance(value, dict):
+        return {k: _to_minutes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_minutes(v) for v in value]
+    if isinstance(value, datetime):
+        return value.replace(second=0, microsecond=0)
+    return value

@@ -117,6 +117,15 @@ PLACES = [
 ]
 
 
+_OUTCOMES = {"UNDER_INVESTIGATION": 25, "CHARGED_OR_SUMMONSED": 12, "EVIDENTIAL_DIFFICULTIES": 25}
+_OUTCOMES |= {
+    "VICTIM_DOES_NOT_SUPPORT": 15,
+    "COMMUNITY_RESOLUTION": 5,
+    "CAUTION": 4,
+    "NOT_IN_PUBLIC_INTEREST": 2,
+}
+
+
 def crime_recorded(w: World, p: Person, at: datetime) -> Built:
     rng = w.rng
     gang = _gang(p)
@@ -137,6 +146,7 @@ def crime_recorded(w: World, p: Person, at: datetime) -> Built:
         people.append((p, "VICTIM"))
     if rng.random() < 0.1:
         people.append((w.pick("police.crime_recorded/victim", exclude=p), "WITNESS"))
+    suspect = any(role in ("SUSPECT", "OFFENDER") for _, role in people)
     violent = category in ("VIOLENCE_AND_SEXUAL_OFFENCES", "ROBBERY", "POSSESSION_OF_WEAPONS")
     victim_da = any(_has(v, "DOMESTIC_ABUSE") for v, role in people if role == "VICTIM")
     description = rng.choice(PLACES)
@@ -153,14 +163,7 @@ def crime_recorded(w: World, p: Person, at: datetime) -> Built:
         "domestic_abuse": category == "VIOLENCE_AND_SEXUAL_OFFENCES"
         and rng.random() < (0.6 if victim_da else 0.15),
         "outcome": _pick(
-            rng,
-            {"UNDER_INVESTIGATION": 25, "CHARGED_OR_SUMMONSED": 12, "EVIDENTIAL_DIFFICULTIES": 25}
-            | {
-                "VICTIM_DOES_NOT_SUPPORT": 15,
-                "NO_SUSPECT_IDENTIFIED": 10,
-                "COMMUNITY_RESOLUTION": 5,
-                "CAUTION": 4,
-            },
+            rng, _OUTCOMES if suspect else {"UNDER_INVESTIGATION": 30, "NO_SUSPECT_IDENTIFIED": 70}
         ),
         "people": [{"role": role, "subject": w.subject(q, "thames_valley_police")} for q, role in people],
     }
