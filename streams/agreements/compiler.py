@@ -20,7 +20,7 @@ from streams.agreements.checks import select_for
 from streams.agreements.conditions import Check, compile_conditions
 from streams.agreements.loader import AgreementSet
 from streams.agreements.model import LAWFUL_BASES, Agreement, Condition, Recipient
-from streams.agreements.schema import output_schema
+from streams.agreements.schema import agreement_schema
 from streams.agreements.selection import FieldRule
 from streams.agreements.steps import Builder, Denied, FieldError, record_builder
 from streams.agreements.tree import walk
@@ -58,7 +58,7 @@ class Plan:
     agreement_id: str
     agreement_version: str
     plan_version: str
-    output_schema: dict[str, Any]
+    output_schema: dict[str, Any] = field(repr=False)
     output_topic: str
     owners: frozenset[str]
     purpose: str
@@ -67,8 +67,8 @@ class Plan:
     retention_days: int
     domain: str
     on_invalid_identifier: str
-    fields: Mapping[str, FieldRule]  # every leaf path -> its rule (for explain and audits)
-    conditions: tuple[Condition, ...]
+    fields: Mapping[str, FieldRule] = field(repr=False)  # every leaf path -> its rule (explain, audits)
+    conditions: tuple[Condition, ...] = field(repr=False)
     pseudonym_paths: tuple[str, ...]  # released fields holding recipient-domain tokens
     _apply: Callable[[Mapping[str, Any]], Decision] = field(repr=False)
 
@@ -169,15 +169,7 @@ def _compile(
             except SharingBusError as exc:
                 raise ConfigurationError(f"{where}.fields.{rule.selector}: {exc}") from None
     deny = agreement.on_invalid_identifier == "deny_event"
-    schema = output_schema(
-        tree,
-        rules,
-        recipient=agreement.recipient,
-        event_type=et_name,
-        doc=str(event_type.schema.get("doc", "")),
-        domain=agreement.domain,
-        nullable_transforms=not deny,
-    )
+    schema = agreement_schema(agreement, event_type, tree, rules)
     try:
         fastavro.parse_schema(schema)
     except Exception as exc:  # a bug here must stop the worker, not corrupt a topic

@@ -3,7 +3,7 @@
 The compiled check returns None when the event passes and the denial reason otherwise. On a path
 through an array (`people[].role`) a test passes when any element passes, except `not_in`, which
 needs every element outside the list ("no suspect under 10"). A missing value fails `in`, `equals`
-and `age_under` (an unknown age is not "under 25") and passes `not_in`.
+and `age_under` (an unknown or unreadable age is not "under 25") and passes `not_in`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from streams.agreements.model import Condition
 from streams.agreements.selection import Problem, is_date_of_birth
 from streams.agreements.tree import Node
+from streams.errors import ValidationError
 from streams.identifiers import normalise_dob
 from streams.operators.age_band import event_date
 from streams.operators.base import avro_kind
@@ -146,7 +147,10 @@ def _test(cond: Condition) -> Test:
     def age_under(v: Any, event: Mapping[str, Any]) -> bool:
         if v is None:
             return False
-        dob = v if type(v) is date else normalise_dob(v)
+        try:
+            dob = v if type(v) is date else normalise_dob(v)
+        except ValidationError:  # an unreadable date of birth is not "under N"
+            return False
         on = event_date(event)
         return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day)) < limit
 

@@ -24,7 +24,15 @@ from streams.catalogue import Catalogue
 from streams.errors import ConfigurationError, ValidationError
 from streams.operators.base import avro_kind
 
-__all__ = ["Explanation", "FieldExplanation", "PlanExplanation", "coerce_event", "describe_rule", "explain"]
+__all__ = [
+    "Explanation",
+    "FieldExplanation",
+    "PlanExplanation",
+    "coerce_event",
+    "describe_rule",
+    "explain",
+    "jsonable",
+]
 
 FieldOutcome = Literal["released", "transformed", "withheld"]
 
@@ -63,7 +71,7 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (dates and times as ISO strings)."""
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 def explain(
@@ -76,7 +84,10 @@ def explain(
         )
     envelope = event.get("envelope") or {}
     event_type = str(envelope.get("event_type", ""))
-    partner = partner or str(envelope.get("source_partner", ""))
+    if partner is None:
+        partner = str(envelope.get("source_partner", ""))
+    else:  # explain as if `partner` had published it (the enforcer checks the envelope matches)
+        event = {**event, "envelope": {**envelope, "source_partner": partner}}
     plans = [p for p in planset.plans_for(event_type, partner) if p.recipient == recipient]
     if not plans:
         reason = f"no agreement shares {event_type} from {partner} with {recipient} (default deny)"
@@ -211,11 +222,11 @@ def _leaf(node: Node, value: Any) -> Any:
     return value
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bytes):

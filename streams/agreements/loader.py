@@ -17,8 +17,10 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
-from streams.agreements.checks import check_agreement
+from streams import topics
+from streams.agreements.checks import check_agreement, select_for
 from streams.agreements.model import Agreement, Recipient, RecipientsFile
+from streams.agreements.schema import agreement_schema
 from streams.catalogue import Catalogue
 from streams.errors import ConfigurationError
 
@@ -105,6 +107,7 @@ def check_agreements(
     valid: list[Agreement] = []
     seen_ids: dict[str, Path] = {}
     covered: dict[tuple[str, str, str], Agreement] = {}
+    topic_schemas: dict[tuple[str, str], tuple[Agreement, dict[str, Any]]] = {}
     for path in agreement_files(directory):
         agreement = _parse(path, issues)
         if agreement is None:
@@ -119,6 +122,8 @@ def check_agreements(
             )
         seen_ids.setdefault(agreement.id, path)
         found += _overlaps(agreement, catalogue, covered)
+        if not any(i.severity == "error" for i in found):
+            found += _topic_clashes(agreement, catalogue, topic_schemas)
         issues += found
         if not any(i.severity == "error" for i in found):
             valid.append(agreement)
@@ -153,6 +158,25 @@ def _overlaps(
                         f"by {other.id} ({other.file})",
                     )
                 )
+    return found
+
+
+def _topic_clashes(
+    agreement: Agreement, catalogue: Catalogue, seen: dict[tuple[str, str], tuple[Agreement, dict[str, Any]]]
+) -> list[Issue]:
+    """Agreements feeding one shared topic (same recipient and event type, other owners) must give
+    the same output schema: a topic has one registry subject, and its readers one shape."""
+    found = []
+    for et_name in agreement.event_types:
+        tree, selection = select_for(agreement, et_name, catalogue)
+        schema = agreement_schema(agreement, catalogue.event_types[et_name], tree, selection.rules)
+        first, first_schema = seen.setdefault((agreement.recipient, et_name), (agreement, schema))
+        if first is not agreement and first_schema != schema:
+            message = (
+                f"{topics.shared(agreement.recipient, et_name)} is also fed by {first.id} ({first.file}) "
+                "with a different output: give both the same fields, treatments and on_invalid_identifier"
+            )
+            found.append(Issue(agreement.file, f"event_types.{et_name}", message))
     return found
 
 

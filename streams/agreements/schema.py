@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from streams.agreements.model import Agreement
 from streams.agreements.selection import FieldRule
 from streams.agreements.tree import Node
+from streams.catalogue import EventType
 
-__all__ = ["output_schema", "record_name"]
+__all__ = ["agreement_schema", "output_schema", "record_name"]
 
 _STRUCTURAL = frozenset({"name", "type", "default", "aliases", "order"})
 
@@ -45,6 +47,21 @@ def output_schema(
     fields = _fields(tree, rules, top, domain, nullable_transforms)
     schema = {"type": "record", "name": top, "doc": doc, "fields": fields}
     return _define_once(schema, set())
+
+
+def agreement_schema(
+    agreement: Agreement, event_type: EventType, tree: tuple[Node, ...], rules: Mapping[str, FieldRule]
+) -> dict[str, Any]:
+    """The output schema of `agreement` for `event_type` (its tree and resolved rules given)."""
+    return output_schema(
+        tree,
+        rules,
+        recipient=agreement.recipient,
+        event_type=event_type.name,
+        doc=str(event_type.schema.get("doc", "")),
+        domain=agreement.domain,
+        nullable_transforms=agreement.on_invalid_identifier == "withhold_field",
+    )
 
 
 def _fields(

@@ -136,8 +136,3 @@ def walk(nodes: tuple[Node, ...]) -> Iterator[Node]:
 def leaves(nodes: tuple[Node, ...]) -> Iterator[Node]:
     """Every leaf, in schema order."""
     return (n for n in walk(nodes) if n.is_leaf)
-
-
-def child_path(node: Node, name: str) -> str:
-    """Path of a child field of a record or array node."""
-    return f"{node.path}[].{name}" if node.is_array else f"{node.path}.{name}"

@@ -10,6 +10,7 @@ the check CLI and the reload metric make the failure visible).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -51,6 +52,7 @@ class PlanWatcher:
         self.interval = interval
         self.last_error: str | None = None
         self._clock = clock
+        self._lock = threading.Lock()
         self._signature = self._stat()
         self._digest = directory_digest(self.directory)
         self._planset = self._compile()  # at start a broken directory is fatal: raise
@@ -60,9 +62,12 @@ class PlanWatcher:
     def current(self) -> PlanSet:
         """The plan set to enforce now (checks the directory at most every `interval` seconds)."""
         now = self._clock()
-        if now - self._checked >= self.interval:
-            self._checked = now
-            self.refresh()
+        if now - self._checked >= self.interval and self._lock.acquire(blocking=False):
+            try:  # one caller reloads; concurrent callers keep the plan set they have
+                self._checked = now
+                self.refresh()
+            finally:
+                self._lock.release()
         return self._planset
 
     def refresh(self) -> bool:

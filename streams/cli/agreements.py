@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.agreements import check_agreements, compile_plans, explain, load_agreements
-from streams.agreements.explain import Explanation, coerce_event
+from streams.agreements.explain import Explanation, coerce_event, jsonable
 from streams.areas import AreaLookup
 from streams.catalogue import load_catalogue
 from streams.cli.common import fail
@@ -72,7 +72,9 @@ def check(
 def explain_cmd(
     event_file: Path = typer.Argument(..., help="One decoded event as JSON (dates and times as ISO strings)"),
     recipient: str = typer.Option(..., "--recipient", "-r", help="Recipient id (agreements/recipients.yaml)"),
-    partner: str | None = typer.Option(None, "--partner", "-p", help="Source partner (default: envelope's)"),
+    partner: str | None = typer.Option(
+        None, "--partner", "-p", help="Explain as if this partner published it (default: the envelope's)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON"),
     directory: Path | None = typer.Option(None, "--dir", help="Agreements directory"),
     areas: Path | None = typer.Option(None, "--areas", help="Area lookup CSV (for area_lookup treatments)"),
@@ -145,7 +147,7 @@ def _values_at(output: Any, path: str) -> str:
         values = [v.get(name) if isinstance(v, dict) else None for v in values]
         if many:
             values = [item for v in values for item in (v or [])]
-    shown = [json.dumps(v, default=str) for v in values]
+    shown = [json.dumps(jsonable(v)) for v in values]
     return ", ".join(shown)
 
 

@@ -314,3 +314,25 @@ def test_cli_check_prints_one_line_per_problem(
     )
     ok = runner.invoke(app, ["agreements", "check", str(EXAMPLES), "--today", TODAY.isoformat()])
     assert ok.exit_code == 0 and ok.stdout.startswith("ok: 6 agreement(s)")
+
+
+def test_agreements_feeding_one_topic_must_agree_on_its_schema(
+    catalogue: Catalogue, agreement_dir: Callable[..., Path]
+) -> None:
+    def doc(owner: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return base_agreement(
+            id=owner,
+            owners=[owner],
+            recipient="reading_yjs_team",
+            event_types={"education.exclusion": {"fields": fields}},
+        )
+
+    same = {"reason": "keep", "subject.upn": {"pseudonymise": {"identifier": "upn"}}}
+    d = agreement_dir({"a.yaml": doc("reading_schools", same), "b.yaml": doc("oxfordshire_schools", same)})
+    assert check_agreements(d, catalogue, today=TODAY)[1] == []
+    d = agreement_dir(
+        {"a.yaml": doc("reading_schools", same), "b.yaml": doc("oxfordshire_schools", {"reason": "keep"})}
+    )
+    (issue,) = check_agreements(d, catalogue, today=TODAY)[1]
+    assert (issue.file.name, issue.key) == ("b.yaml", "event_types.education.exclusion")
+    assert "shared.reading_yjs_team.education.exclusion is also fed by reading_schools" in issue.message

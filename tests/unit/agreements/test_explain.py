@@ -147,3 +147,13 @@ def test_cli_explain_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert "given_name" not in out["subject"] and "Jordan" not in result.stdout and NHS not in result.stdout
     assert not (tmp_path / "keyring.json").exists()  # explain creates nothing
     assert table.exit_code == 0 and "dropped by tag pii:direct" in table.stdout
+
+
+def test_explain_as_another_partner(planset: PlanSet, make_event: MakeEvent) -> None:
+    event = make_event("health.ed_assault_attendance", {"envelope.source_partner": "john_radcliffe_ed"})
+    assert explain(planset, "reading_csp", event).outcome == "denied"  # no agreement with Oxford's ED
+    e = explain(planset, "reading_csp", event, partner="royal_berkshire_ed")
+    assert e.outcome == "shared" and e.plans[0].output is not None
+    assert e.plans[0].output["envelope"]["source_partner"] == "royal_berkshire_ed"
+    assert e.plans[0].output["assault_at"] == "2026-02"
+    assert e.plans[0].output["location"] == {"postcode": "RG1", "lsoa_code": "lsoa_code-1"}

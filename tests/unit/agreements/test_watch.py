@@ -17,6 +17,33 @@ from streams.settings import Settings
 from .conftest import base_agreement
 
 
+class Metrics:
+    """Stands in for streams.metrics: records reloads instead of touching the global registry."""
+
+    def __init__(self) -> None:
+        self.reloads: list[str] = []
+        self.loaded: list[int] = []
+        self.AGREEMENTS_LOADED = self
+        self.PLAN_RELOADS = self
+
+    def set(self, n: int) -> None:
+        self.loaded.append(n)
+
+    def labels(self, result: str) -> Metrics:
+        self.reloads.append(result)
+        return self
+
+    def inc(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
+    fake = Metrics()
+    monkeypatch.setattr("streams.agreements.watch.metrics", fake)
+    return fake
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -53,7 +80,9 @@ def test_an_edit_is_picked_up_after_the_interval(watched: tuple[PlanWatcher, Pat
     assert [p.agreement_version for p in second] == ["2.0"]
 
 
-def test_a_broken_edit_keeps_the_previous_plans(watched: tuple[PlanWatcher, Path, Clock]) -> None:
+def test_a_broken_edit_keeps_the_previous_plans(
+    watched: tuple[PlanWatcher, Path, Clock], metrics: Metrics
+) -> None:
     watcher, d, clock = watched
     first = watcher.current()
     (d / "test.yaml").write_text(
@@ -72,6 +101,7 @@ def test_a_broken_edit_keeps_the_previous_plans(watched: tuple[PlanWatcher, Path
     clock.now += 3
     fixed = watcher.current()
     assert fixed is not first and watcher.last_error is None
+    assert metrics.reloads == ["failure", "success"] and metrics.loaded == [1, 1]
     assert "firearm" in fixed.plans[0].fields and fixed.plans[0].fields["firearm"].released
 
 
