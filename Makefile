@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DURATION ?= 0
 
-.PHONY: demo test lint typecheck pytest install clean bench
+.PHONY: demo test lint typecheck pytest install clean bench sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# System packages the tests drive for real: Chromium (dashboard browser test) and promtool (deploy
+# checks). Installed from Debian when missing and we are root; otherwise say what is missing.
+sysdeps:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "warning: please install:$$missing (Debian packages)"; fi; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/sharebus demo $(if $(filter-out 0,$(DEMO_DURATION)),--duration $(DEMO_DURATION),)
 
@@ -27,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest

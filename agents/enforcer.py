@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,10 +41,30 @@ def register(app: faust.App, raw_topics: list[str], enforcer: Enforcer, producer
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enforcer")
 
     def run_batch(records: list[RawRecord]) -> int:
-        enforcer.prepare(records)
-        outputs = enforcer.process_batch(records)
-        producer.send_all(outputs)
-        return len(outputs)
+        """Process and deliver a batch; on any failed delivery, process it again from scratch.
+
+        A partial failure may have delivered some audit records and not others: re-sending only
+        the failures would break the hash chains, so the chains are recovered from the topic (the
+        truth) and the whole batch is decided again. Shared outputs may then arrive twice:
+        they are keyed and carry the event id, so recipients de-duplicate.
+        """
+        attempt = 0
+        while True:
+            enforcer.prepare(records)
+            outputs = enforcer.process_batch(records)
+            failed, errors = producer.try_send_all(outputs)
+            if not failed:
+                return len(outputs)
+            attempt += 1
+            log.warning(
+                "%d of %d outputs undelivered (%s); re-deciding the batch (attempt %d)",
+                len(failed),
+                len(outputs),
+                errors[0] if errors else "",
+                attempt,
+            )
+            enforcer.forget_chains()
+            time.sleep(min(5.0, 0.5 * attempt))
 
     @app.agent(source, name="enforcer", concurrency=1)
     async def enforce(stream: faust.StreamT) -> None:

@@ -18,7 +18,7 @@ from agents import health
 from streams import metrics
 from streams.admin import ensure_topics
 from streams.agreements import PlanWatcher
-from streams.audit import recover_chain
+from streams.audit import recover_chains
 from streams.catalogue import Catalogue, load_catalogue
 from streams.enforcement import Enforcer
 from streams.keys import KeyRing
@@ -67,7 +67,7 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
         schemas=schemas,
         output_schemas=schemas,
         audit_partitions=audit_partitions,
-        recover_chain=lambda chain_id: recover_chain(kafka_config, chain_id, audit_partitions),
+        recover_chains=lambda ids: recover_chains(kafka_config, ids, audit_partitions),
         link_facts=_link_facts(settings, catalogue, keyring),
     )
     producer = DeliveringProducer(kafka_config)

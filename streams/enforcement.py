@@ -95,18 +95,16 @@ class Enforcer:
         schemas: SchemaLookup,
         output_schemas: OutputSchemas,
         audit_partitions: int,
-        recover_chain: Callable[[str], AuditChain],
+        recover_chains: Callable[[list[str]], dict[str, AuditChain]],
         link_facts: Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]] | None = None,
-        subject_tokens: Callable[[Mapping[str, Any], Sequence[str]], list[str]] | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.plans = plans
         self.schemas = schemas
         self.output_schemas = output_schemas
         self.audit_partitions = audit_partitions
-        self._recover_chain = recover_chain
+        self._recover_chains = recover_chains
         self._link_facts = link_facts
-        self._subject_tokens = subject_tokens or _released_subject_tokens
         self._chains: dict[str, AuditChain] = {}
         self._topics: dict[str, tuple[str, str] | None] = {}
         self._readers: dict[tuple[int, str], _Reader] = {}
@@ -121,9 +119,9 @@ class Enforcer:
         if planset.version != self._planset_version:
             self._register_outputs(planset)
             self._planset, self._planset_version = planset, planset.version
-        for chain_id in {f"{r.topic}/{r.partition}" for r in records}:
-            if chain_id not in self._chains:
-                self._chains[chain_id] = self._recover_chain(chain_id)
+        missing = sorted({f"{r.topic}/{r.partition}" for r in records} - self._chains.keys())
+        if missing:
+            self._chains.update(self._recover_chains(missing))
 
     def forget_chains(self) -> None:
         """Partitions were revoked: another worker may extend these chains now."""
@@ -259,7 +257,7 @@ class Enforcer:
         chain_id = f"{rec.topic}/{rec.partition}"
         chain = self._chains.get(chain_id)
         if chain is None:  # prepare() was not called for this record: recover now (blocking)
-            chain = self._chains[chain_id] = self._recover_chain(chain_id)
+            chain = self._chains[chain_id] = self._recover_chains([chain_id])[chain_id]
         audit_part = audit_partition(chain_id, self.audit_partitions)
         audit_key = chain_id.encode()
         planset = self._planset
@@ -279,7 +277,7 @@ class Enforcer:
                     outcome, reason = "error", f"output does not encode: {type(exc).__name__}"
                     decision.reason = reason
                 else:
-                    subject_tokens = self._subject_tokens(decision.output, decision.transformed)
+                    subject_tokens = released_tokens(decision.output, plan.pseudonym_paths)
                     key = (subject_tokens[0] if subject_tokens else event_id).encode()
                     out.append(Output(plan.output_topic, key, value, [("sharingbus.event_id", event_id.encode())]))
                     output_topic = plan.output_topic
@@ -328,15 +326,28 @@ class Enforcer:
             metrics.DECISIONS.labels(agreement="none", recipient="*", outcome="denied").inc()
 
 
-def _released_subject_tokens(output: Mapping[str, Any], transformed: Sequence[str]) -> list[str]:
-    """Recipient-domain tokens released about the subject (for subject access and keying)."""
-    subject = output.get("subject")
-    if not isinstance(subject, Mapping):
-        return []
-    tokens = []
-    for path in transformed:
-        if path.startswith("subject."):
-            value = subject.get(path[len("subject.") :])
-            if isinstance(value, str):
-                tokens.append(value)
+def released_tokens(output: Mapping[str, Any], paths: Sequence[str]) -> list[str]:
+    """Recipient-domain tokens a decision released (for subject access, and to key the output).
+
+    `paths` are the plan's pseudonymised field paths (`subject.nhs_number`, `people[].subject.upn`).
+    """
+    tokens: list[str] = []
+    for path in paths:
+        _collect(output, path.split("."), tokens)
     return tokens
+
+
+def _collect(node: Any, parts: list[str], tokens: list[str]) -> None:
+    if not parts:
+        if isinstance(node, str):
+            tokens.append(node)
+        return
+    if not isinstance(node, Mapping):
+        return
+    head, rest = parts[0], parts[1:]
+    if head.endswith("[]"):
+        items = node.get(head[:-2])
+        for item in items if isinstance(items, list) else ():
+            _collect(item, rest, tokens)
+    else:
+        _collect(node.get(head), rest, tokens)

@@ -44,19 +44,15 @@ class DeliveringProducer:
     def send_all(self, outputs: Sequence[Output], deadline_s: float | None = None) -> int:
         """Send `outputs` and block until all are delivered; returns the number of re-sends.
 
-        Raises BrokerError only when `deadline_s` passes with records still undelivered.
+        Failed records are re-sent, which may reorder them after later records of the same
+        partition: fine for de-duplicable outputs, not for hash-chained audit records (see
+        `try_send_all`). Raises BrokerError only when `deadline_s` passes with records undelivered.
         """
         pending: list[Output] = list(outputs)
         resends = 0
         deadline = time.monotonic() + deadline_s if deadline_s is not None else None
         while pending:
-            failed: list[Output] = []
-            errors: list[KafkaError] = []
-            for out in pending:
-                self._produce(out, failed, errors)
-            while self._producer.flush(1.0) > 0:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise BrokerError("timed out waiting for deliveries")
+            failed, errors = self.try_send_all(pending, deadline)
             if not failed:
                 return resends
             resends += len(failed)
@@ -66,6 +62,19 @@ class DeliveringProducer:
             time.sleep(self._backoff)
             pending = failed
         return resends
+
+    def try_send_all(
+        self, outputs: Sequence[Output], deadline: float | None = None
+    ) -> tuple[list[Output], list[KafkaError]]:
+        """Send once and wait for every delivery report; returns what failed (and why)."""
+        failed: list[Output] = []
+        errors: list[KafkaError] = []
+        for out in outputs:
+            self._produce(out, failed, errors)
+        while self._producer.flush(1.0) > 0:
+            if deadline is not None and time.monotonic() > deadline:
+                raise BrokerError("timed out waiting for deliveries")
+        return failed, errors
 
     def _produce(self, out: Output, failed: list[Output], errors: list[KafkaError]) -> None:
         def on_delivery(err: KafkaError | None, _msg: Any) -> None:

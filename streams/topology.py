@@ -17,7 +17,8 @@ def bus_topics(settings: Settings, catalogue: Catalogue, planset: Any | None = N
     """Raw, shared (retention from each agreement), audit, dead-letter, link and view topics."""
     specs = [TopicSpec(topic) for _, _, topic in catalogue.raw_topics()]
     specs += [
-        TopicSpec(topics.AUDIT_DECISIONS),
+        # The ledger is the proof of what was shared: never deleted by time, never compacted.
+        TopicSpec(topics.AUDIT_DECISIONS, None, {"retention.ms": "-1", "cleanup.policy": "delete"}),
         TopicSpec(topics.LINK_IDENTIFIERS, 1),
         TopicSpec(topics.LINK_PERSON),
         compacted(topics.VIEWS_PERSON_PROFILE),
