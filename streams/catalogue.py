@@ -66,7 +66,7 @@ class FieldInfo:
     doc: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EventType:
     """An event type: its schema as registered, parsed for fastavro, and its fields by path."""
 
@@ -96,7 +96,7 @@ class Partner:
     event_types: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Catalogue:
     """Event types and partners loaded from one schemas directory."""
 

@@ -120,13 +120,14 @@ def prepare_event(
     if env.get("schema_version") in (None, ""):
         env["schema_version"] = et.version
     data["envelope"] = env
-    record = _Coercer(et).value(et.parsed, data, "", problems)
+    record = _coercer(et).value(et.parsed, data, "", problems)
     if problems:
         raise EventInvalid(problems)
-    try:
-        validate(record, et.parsed, raise_errors=True)
-    except Exception as exc:  # our coercion should make this unreachable; keep fastavro's word
-        raise EventInvalid([("", f"fastavro validation failed: {exc}")]) from None
+    if not validate(record, et.parsed, raise_errors=False):  # cheap check; details only on failure
+        try:
+            validate(record, et.parsed, raise_errors=True)
+        except Exception as exc:  # our coercion should make this unreachable; keep fastavro's word
+            raise EventInvalid([("(event)", f"fastavro validation failed: {exc}")]) from None
     return record
 
 
@@ -150,12 +151,29 @@ _EPOCH = date(1970, 1, 1)
 _INT32 = (-(2**31), 2**31 - 1)
 
 
+class _Bad(ValueError):
+    """A value that cannot be coerced; the message reads after the value ("is not a date")."""
+
+
+_COERCERS: dict[int, _Coercer] = {}
+
+
+def _coercer(et: EventType) -> _Coercer:
+    """One per parsed schema: the walk's lookups are computed once, not per event."""
+    c = _COERCERS.get(id(et.parsed))
+    if c is None or c.parsed is not et.parsed:
+        c = _COERCERS[id(et.parsed)] = _Coercer(et)
+    return c
+
+
 class _Coercer:
     """Walks a parsed schema and a value together, fixing what is safe and noting the rest."""
 
     def __init__(self, et: EventType) -> None:
+        self.parsed = et.parsed
         self.named: Mapping[str, Any] = et.parsed.get("__named_schemas", {})
         self.fields = et.fields
+        self._names: dict[int, frozenset[str]] = {}
 
     def _describe(self, v: Any, path: str) -> str:
         """The value as shown in a reason: never for personal data (reasons reach logs and reports)."""
@@ -178,19 +196,23 @@ class _Coercer:
                 return self._array(t, v, path, problems)
             if v is None:
                 raise ValueError("must not be empty" if kind != "null" else "")
-            desc = self._describe(v, path)
+            if logical is None and kind == "string" and isinstance(v, str):
+                return v  # the common case, first
             if kind == "enum":
-                return _enum(t, v, desc)
+                return _enum(t, v)
             if logical == "timestamp-millis":
-                return _timestamp(v, desc)
+                return _timestamp(v)
             if logical == "date":
-                return _date(v, desc)
+                return _date(v)
             if logical == "uuid":
                 try:
                     return str(uuid.UUID(str(v)))
                 except ValueError:
-                    raise ValueError(f"{desc} is not a UUID") from None
-            return _primitive(kind, v, desc)
+                    raise _Bad("is not a UUID") from None
+            return _primitive(kind, v)
+        except _Bad as exc:
+            problems.append((path or "(event)", f"{self._describe(v, path)} {exc}"))
+            return None
         except (ValueError, TypeError, OverflowError) as exc:
             problems.append((path or "(event)", str(exc) or "invalid value"))
             return None
@@ -216,9 +238,12 @@ class _Coercer:
         v = _plain(v)
         if not isinstance(v, Mapping):
             raise TypeError(f"must be a record (mapping), not {type(v).__name__}")
-        known = {f["name"] for f in t["fields"]}
-        for extra in sorted(set(v) - known):
-            problems.append((_join(path, str(extra)), "unknown field"))
+        known = self._names.get(id(t))
+        if known is None:
+            known = self._names[id(t)] = frozenset(f["name"] for f in t["fields"])
+        if not known.issuperset(v):
+            for extra in sorted(set(v) - known):
+                problems.append((_join(path, str(extra)), "unknown field"))
         out = {}
         for f in t["fields"]:
             fpath = _join(path, f["name"])
@@ -245,20 +270,22 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _enum(t: Mapping[str, Any], v: Any, desc: str) -> str:
+def _enum(t: Mapping[str, Any], v: Any) -> str:
     if not isinstance(v, str):
         raise TypeError(f"must be one of the symbols, not {type(v).__name__}")
+    if v in t["symbols"]:
+        return v
     symbol = re.sub(r"[\s\-/]+", "_", v.strip()).upper()
     if symbol not in t["symbols"]:  # a unique prefix is enough: "M" -> MALE, "Perm" -> PERMANENT
         matches = [s for s in t["symbols"] if symbol and s.startswith(symbol)]
         symbol = matches[0] if len(matches) == 1 else symbol
     if symbol not in t["symbols"]:
         shown = ", ".join(t["symbols"][:12]) + (", ..." if len(t["symbols"]) > 12 else "")
-        raise ValueError(f"{desc} is not one of {shown}")
+        raise _Bad(f"is not one of {shown}")
     return symbol
 
 
-def _primitive(kind: str, v: Any, desc: str) -> Any:
+def _primitive(kind: str, v: Any) -> Any:
     if kind == "string":
         if isinstance(v, str):
             return v
@@ -273,7 +300,7 @@ def _primitive(kind: str, v: Any, desc: str) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise ValueError(f"{desc} is not true/false")
+        raise _Bad("is not true/false")
     if kind in ("int", "long"):
         if isinstance(v, bool):
             raise TypeError("must be a whole number, not true/false")
@@ -282,7 +309,7 @@ def _primitive(kind: str, v: Any, desc: str) -> Any:
         except ValueError:
             n = None
         if not isinstance(n, int | float) or n != int(n):
-            raise ValueError(f"{desc} is not a whole number")
+            raise _Bad("is not a whole number")
         n = int(n)
         if kind == "int" and not _INT32[0] <= n <= _INT32[1]:
             raise ValueError(f"{n} is out of range for an int")
@@ -293,7 +320,7 @@ def _primitive(kind: str, v: Any, desc: str) -> Any:
         try:
             return float(v.strip()) if isinstance(v, str) else float(v)
         except ValueError:
-            raise ValueError(f"{desc} is not a number") from None
+            raise _Bad("is not a number") from None
     if kind == "null":
         raise ValueError("must be empty")
     if kind == "bytes":
@@ -303,7 +330,7 @@ def _primitive(kind: str, v: Any, desc: str) -> Any:
     raise TypeError(f"unsupported Avro type {kind}")
 
 
-def _timestamp(v: Any, desc: str) -> datetime:
+def _timestamp(v: Any) -> datetime:
     if isinstance(v, datetime):
         return v if v.tzinfo else v.replace(tzinfo=LOCAL_TZ)
     if isinstance(v, date):
@@ -321,11 +348,11 @@ def _timestamp(v: Any, desc: str) -> datetime:
         else:
             dt = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{desc} is not a date-time (ISO 8601 or dd/mm/yyyy hh:mm)") from None
+        raise _Bad("is not a date-time (ISO 8601 or dd/mm/yyyy hh:mm)") from None
     return dt if dt.tzinfo else dt.replace(tzinfo=LOCAL_TZ)
 
 
-def _date(v: Any, desc: str) -> date:
+def _date(v: Any) -> date:
     if isinstance(v, datetime):
         return v.date()
     if isinstance(v, date):
@@ -347,7 +374,7 @@ def _date(v: Any, desc: str) -> date:
             return date(int(m.group(3)), int(m.group(2)), int(m.group(1)))
         return date.fromisoformat(text[:10]) if len(text) >= 10 else date.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{desc} is not a date (YYYY-MM-DD or dd/mm/yyyy)") from None
+        raise _Bad("is not a date (YYYY-MM-DD or dd/mm/yyyy)") from None
 
 
 # --- the publisher ------------------------------------------------------------------------------
