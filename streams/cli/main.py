@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "agreements",
     "registry",
     "worker",
+    "demo",
     "keys",
     "acls",
     "reidentify",
