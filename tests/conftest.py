@@ -94,3 +94,51 @@ def topic_factory(settings: Settings) -> Callable[..., str]:
         return name
 
     return make
+
+
+@pytest.fixture
+def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Settings]]:
+    """An isolated bus per call: its own Tansu broker, registry and PostgreSQL database.
+
+    Raw, shared and audit topic names are fixed by the catalogue, so tests that run workers must
+    not share a broker (two enforcer groups on one raw partition would interleave one audit chain).
+    Tansu and the registry start in well under a second, so isolation is cheap.
+    """
+    from streams.keys import KeyRing
+    from streams.registry import EmbeddedRegistry
+
+    brokers: list[EmbeddedBroker] = []
+    registries: list[Any] = []
+    databases: list[str] = []
+
+    def make(**overrides: Any) -> Settings:
+        b = EmbeddedBroker().start()
+        brokers.append(b)
+        reg = EmbeddedRegistry(bootstrap=b.bootstrap).start()
+        registries.append(reg)
+        name = f"sharingbus_stack_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        databases.append(name)
+        base = tmp_path_factory.mktemp("stack")
+        values: dict[str, Any] = {
+            "bootstrap_servers": b.bootstrap,
+            "schema_registry_url": reg.url,
+            "postgres_dsn": PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}",
+            "keyring_path": base / "keyring.json",
+            "data_dir": base / "var",
+            "consumer_group": "sharingbus",
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        KeyRing.load_or_create(settings.keyring_path)
+        return settings
+
+    yield make
+    for reg in registries:
+        reg.stop()
+    for b in brokers:
+        b.stop()
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        for name in databases:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
