@@ -53,6 +53,7 @@ def load_keyring(settings: Settings) -> KeyRing:
 
 
 def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalogue = load_catalogue(settings.schemas_dir)
     keyring = load_keyring(settings)
     plans = PlanWatcher(settings.agreements_dir, catalogue, keyring)
