@@ -69,12 +69,12 @@ def register(app: faust.App, raw_topics: list[str], enforcer: Enforcer, producer
     @app.agent(source, name="enforcer", concurrency=1)
     async def enforce(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):  # type: ignore[attr-defined]
             records = [_raw_record(e) for e in events]
             await loop.run_in_executor(executor, run_batch, records)
 
-    @app.on_partitions_revoked.connect
-    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         enforcer.forget_chains()
 
     return enforce

@@ -37,7 +37,7 @@ class Readiness:
     async def state(self) -> dict[str, Any]:
         app = self.app
         assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
-        recovery = app.tables.recovery
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # not on the ABC
         checks = {
             "partitions_assigned": assigned > 0,
             "not_rebalancing": not app.rebalancing,

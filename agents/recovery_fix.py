@@ -26,7 +26,9 @@ async def _fetch_highwaters(self: Any, partitions: list[TP]) -> Mapping[TP, int]
     if _kafka_config is None or self.consumer.in_transaction:
         return await _original(self, partitions)
     loop = asyncio.get_running_loop()
-    ends = await loop.run_in_executor(None, end_offsets, _kafka_config, [(tp.topic, tp.partition) for tp in partitions])
+    ends = await loop.run_in_executor(
+        None, end_offsets, _kafka_config, [(tp.topic, tp.partition) for tp in partitions]
+    )
     return {tp: ends[(tp.topic, tp.partition)] for tp in partitions}
 
 

@@ -109,6 +109,6 @@ def run(settings: Settings) -> None:
     FaustWorker(
         worker.app,
         loglevel=settings.log_level,
-        logging_config=worker.app.conf.logging_config,
+        logging_config=dict(worker.app.conf.logging_config),
         redirect_stdouts=False,
     ).execute_from_commandline()

@@ -89,7 +89,9 @@ class EmbeddedBroker:
             wait_for_metadata(self.bootstrap, timeout)
         except BrokerError:
             self.stop()
-            raise BrokerError(f"embedded broker failed to start on {self.bootstrap}; see {self.log_path}")
+            raise BrokerError(
+                f"embedded broker failed to start on {self.bootstrap}; see {self.log_path}"
+            ) from None
         return self
 
     @property

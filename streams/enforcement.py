@@ -135,7 +135,9 @@ class Enforcer:
                 writer = self._writers.get(key)
                 if writer is None:
                     subject = topics.value_subject(plan.output_topic)
-                    writer = _Writer(plan.output_schema, self.output_schemas.id_for(subject, plan.output_schema))
+                    writer = _Writer(
+                        plan.output_schema, self.output_schemas.id_for(subject, plan.output_schema)
+                    )
                 writers[key] = writer
         self._writers = writers
 
@@ -219,7 +221,9 @@ class Enforcer:
         try:
             event = schemaless_reader(io.BytesIO(payload), reader.writer, reader.reader)
         except Exception as exc:
-            self._dead(rec, out, dl.DECODE_ERROR, f"Avro payload does not decode: {type(exc).__name__}: {exc}")
+            self._dead(
+                rec, out, dl.DECODE_ERROR, f"Avro payload does not decode: {type(exc).__name__}: {exc}"
+            )
             return
         if not isinstance(event, dict):
             self._dead(rec, out, dl.DECODE_ERROR, "payload is not a record")
@@ -279,7 +283,9 @@ class Enforcer:
                 else:
                     subject_tokens = released_tokens(decision.output, plan.pseudonym_paths)
                     key = (subject_tokens[0] if subject_tokens else event_id).encode()
-                    out.append(Output(plan.output_topic, key, value, [("sharingbus.event_id", event_id.encode())]))
+                    out.append(
+                        Output(plan.output_topic, key, value, [("sharingbus.event_id", event_id.encode())])
+                    )
                     output_topic = plan.output_topic
                     metrics.EVENTS_PRODUCED.labels(recipient=plan.recipient, event_type=event_type).inc()
                     recorded_at = event["envelope"].get("recorded_at")
@@ -287,7 +293,9 @@ class Enforcer:
                         metrics.observe_end_to_end(event_type, recorded_at)
             if outcome == "error":
                 self._dead(rec, out, dl.PLAN_ERROR, f"plan for {plan.recipient}: {decision.reason}")
-            metrics.DECISIONS.labels(agreement=plan.agreement_id, recipient=plan.recipient, outcome=outcome).inc()
+            metrics.DECISIONS.labels(
+                agreement=plan.agreement_id, recipient=plan.recipient, outcome=outcome
+            ).inc()
             _, value = chain.append(
                 **base,
                 recipient=plan.recipient,

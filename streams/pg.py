@@ -23,4 +23,6 @@ def ensure_database(dsn: str) -> None:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.OperationalError as exc:
-        raise ConfigurationError(f"PostgreSQL at {parts.hostname}:{parts.port} is not reachable: {exc}") from exc
+        raise ConfigurationError(
+            f"PostgreSQL at {parts.hostname}:{parts.port} is not reachable: {exc}"
+        ) from exc

@@ -43,7 +43,7 @@ class RegistrySchemas:
                 raise LookupError(f"schema id {schema_id} not found") from exc
             raise
         metrics.REGISTRY_REQUESTS.labels(operation="get_schema", status="ok").inc()
-        parsed = json.loads(schema.schema_str)
+        parsed = json.loads(schema.schema_str or "null")
         if not isinstance(parsed, dict):
             raise LookupError(f"schema id {schema_id} is not an Avro record schema")
         self._by_id[schema_id] = parsed

@@ -58,7 +58,9 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
-def start_worker(settings: Settings, log_dir: Path, *, wait: bool = True, name: str = "worker") -> WorkerProcess:
+def start_worker(
+    settings: Settings, log_dir: Path, *, wait: bool = True, name: str = "worker"
+) -> WorkerProcess:
     """`sharebus worker` with the given settings (on a free web port) in a child process."""
     port = free_port()
     settings = settings.model_copy(update={"web_port": port})

@@ -18,7 +18,9 @@ from streams.errors import SharingBusError
 from streams.settings import Settings, get_settings
 
 
-def _start_worker(settings: Settings, log_path: Path, timeout: float = 180.0) -> tuple[subprocess.Popen[str], str]:
+def _start_worker(
+    settings: Settings, log_path: Path, timeout: float = 180.0
+) -> tuple[subprocess.Popen[str], str]:
     """`sharebus worker` as a child process; returns once it printed its `web:` address."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
     env.update(settings.to_env())

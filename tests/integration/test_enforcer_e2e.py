@@ -79,8 +79,6 @@ def _decoded(settings: Settings, topic: str) -> Iterator[tuple[bytes, dict[str, 
         yield msg.value(), decode(msg.value(), cache)[1]
 
 
-
-
 @pytest.fixture
 def stack(stack_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcess]]:
     agreements = tmp_path / "agreements"
@@ -96,7 +94,7 @@ def stack(stack_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[tu
 def test_each_recipient_receives_exactly_what_its_agreement_allows(
     stack: tuple[Settings, WorkerProcess],
 ) -> None:
-    settings, worker = stack
+    settings, _ = stack
     sim = Simulation(seed=11, people=300)
     events = list(sim.events(EVENTS))
     ids = set(_publish(settings, events))
@@ -178,13 +176,18 @@ def test_hostile_records_are_dead_lettered_with_their_reason(stack: tuple[Settin
         good = pub.prepare("police.stop_search", stop_search)
         good_id = str(pub.publish("police.stop_search", stop_search).event_id)
     schema_id = RegistrySchemas(registry_client(settings)).id_for(
-        topics.value_subject(police_topic), load_catalogue(settings.schemas_dir).event_type("police.stop_search").schema
+        topics.value_subject(police_topic),
+        load_catalogue(settings.schemas_dir).event_type("police.stop_search").schema,
     )
     spoofed = dict(good)
-    spoofed["envelope"] = dict(good["envelope"], source_partner="reading_schools", event_id="5d0c6e7e-0000-4000-8000-000000000001")
+    spoofed["envelope"] = dict(
+        good["envelope"], source_partner="reading_schools", event_id="5d0c6e7e-0000-4000-8000-000000000001"
+    )
     buf = io.BytesIO()
     buf.write(b"\x00" + schema_id.to_bytes(4, "big"))
-    schemaless_writer(buf, load_catalogue(settings.schemas_dir).event_type("police.stop_search").parsed, spoofed)
+    schemaless_writer(
+        buf, load_catalogue(settings.schemas_dir).event_type("police.stop_search").parsed, spoofed
+    )
     spoofed_bytes = buf.getvalue()
     producer = Producer(settings.kafka_config())
     hostile = {
@@ -234,7 +237,11 @@ def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Setting
     assert all("reason" in by_id[i] for i in before if i in by_id)
     assert [i for i in after if i in by_id], "the edited agreement still shares exclusions"
     assert all("reason" not in by_id[i] for i in after if i in by_id)
-    versions = {r["agreement_version"] for r in audit if r["event_id"] in after and r["recipient"] == "reading_yjs_team"}
+    versions = {
+        r["agreement_version"]
+        for r in audit
+        if r["event_id"] in after and r["recipient"] == "reading_yjs_team"
+    }
     assert versions == {"1.1"}
     assert worker.proc.poll() is None
 
@@ -246,7 +253,11 @@ def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, 
     _wait_decided(settings, ids)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")} | settings.to_env()
     verify = subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", "audit", "verify"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "streams.cli.main", "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     import psycopg

@@ -19,7 +19,9 @@ APP = Path(__file__).with_name("table_app.py")
 ROOT = APP.parent.parent.parent
 
 
-def _start(bootstrap: str, source: str, app_id: str, fix: bool, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    bootstrap: str, source: str, app_id: str, fix: bool, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with log.open("ab") as out:
         proc = subprocess.Popen(
