@@ -47,6 +47,27 @@ class OutputSchemas(Protocol):
     def id_for(self, subject: str, schema: dict[str, Any]) -> int: ...
 
 
+AuditFn = Callable[..., None]
+
+
+class SubjectRights(Protocol):
+    """Data subject rights inside the enforcer (UK GDPR Arts 15-19): requests and restrictions.
+
+    `handle_request` runs for events of `request_event_type` instead of any plan; `audit(**fields)`
+    appends one record to the input partition's audit chain (every step is audited) and `out`
+    collects what to produce (retractions, corrections, link/views updates). `restriction` returns
+    a reason when sharing about this event's subject is restricted, else None.
+    """
+
+    request_event_type: str
+
+    def restriction(self, partner: str, event_type: str, event: Mapping[str, Any]) -> str | None: ...
+
+    def handle_request(
+        self, partner: str, event: Mapping[str, Any], planset: Any, audit: AuditFn, out: list[Output]
+    ) -> None: ...
+
+
 def _json(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str).encode()
 
@@ -97,6 +118,7 @@ class Enforcer:
         audit_partitions: int,
         recover_chains: Callable[[list[str]], dict[str, AuditChain]],
         link_facts: Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]] | None = None,
+        rights: SubjectRights | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.plans = plans
@@ -105,6 +127,7 @@ class Enforcer:
         self.audit_partitions = audit_partitions
         self._recover_chains = recover_chains
         self._link_facts = link_facts
+        self.rights = rights
         self._chains: dict[str, AuditChain] = {}
         self._topics: dict[str, tuple[str, str] | None] = {}
         self._readers: dict[tuple[int, str], _Reader] = {}
@@ -243,11 +266,45 @@ class Enforcer:
             self._dead(rec, out, dl.VALIDATION, "envelope.event_id is not a UUID")
             return
         metrics.record_consumed(partner, event_type)
+        if self.rights is not None:
+            if event_type == self.rights.request_event_type:
+                audit = self._auditor(rec, out)
+                self.rights.handle_request(partner, event, self._planset, audit, out)
+                return
+            restricted = self.rights.restriction(partner, event_type, event)
+            if restricted is not None:
+                self._auditor(rec, out)(
+                    event_id=event_id,
+                    source_partner=partner,
+                    event_type=event_type,
+                    recipient="*",
+                    outcome="denied",
+                    reason=f"restricted: {restricted}",
+                )
+                return
         self._decide(rec, event, event_id, partner, event_type, out)
         if self._link_facts is not None:
             for fact in self._link_facts(partner, event_type, event):
                 key = f"{event_id}:{fact['subject_index']}".encode()
                 out.append(Output(topics.LINK_IDENTIFIERS, key, _json(fact), partition=0))
+
+    def _chain(self, rec: RawRecord) -> AuditChain:
+        chain_id = f"{rec.topic}/{rec.partition}"
+        chain = self._chains.get(chain_id)
+        if chain is None:  # prepare() was not called for this record: recover now (blocking)
+            chain = self._chains[chain_id] = self._recover_chains([chain_id])[chain_id]
+        return chain
+
+    def _auditor(self, rec: RawRecord, out: list[Output]) -> AuditFn:
+        """`audit(**fields)`: append to this input partition's chain and emit the record."""
+        chain = self._chain(rec)
+        part = audit_partition(chain.chain_id, self.audit_partitions)
+
+        def audit(**fields: Any) -> None:
+            key, value = chain.append(**fields)
+            out.append(Output(topics.AUDIT_DECISIONS, key, value, partition=part))
+
+        return audit
 
     def _decide(
         self,
@@ -258,22 +315,21 @@ class Enforcer:
         event_type: str,
         out: list[Output],
     ) -> None:
-        chain_id = f"{rec.topic}/{rec.partition}"
-        chain = self._chains.get(chain_id)
-        if chain is None:  # prepare() was not called for this record: recover now (blocking)
-            chain = self._chains[chain_id] = self._recover_chains([chain_id])[chain_id]
-        audit_part = audit_partition(chain_id, self.audit_partitions)
-        audit_key = chain_id.encode()
+        chain = self._chain(rec)
+        audit_part = audit_partition(chain.chain_id, self.audit_partitions)
+        audit_key = chain.chain_id.encode()
         planset = self._planset
         now_iso = datetime.now(UTC).isoformat()
         base = {"event_id": event_id, "source_partner": partner, "event_type": event_type, "at": now_iso}
+        # `source_offset` (with the chain id's topic/partition) finds the raw record again, e.g. to
+        # rectify it; `output_key` is how the recipient received it, so corrections key alike.
         covered: set[str] = set()
         for plan in planset.plans_for(event_type, partner):
             covered.add(plan.recipient)
             decision = plan.apply(event)
             outcome = decision.outcome
             subject_tokens: list[str] = []
-            output_topic = None
+            output_topic = output_key = None
             if outcome == "shared" and decision.output is not None:
                 try:
                     value = self._writers[(plan.output_topic, plan.plan_version)].encode(decision.output)
@@ -310,6 +366,8 @@ class Enforcer:
                 invalid_identifiers=list(decision.invalid_identifiers),
                 subject_tokens=subject_tokens,
                 output_topic=output_topic,
+                output_key=output_key,
+                source_offset=rec.offset,
             )
             out.append(Output(topics.AUDIT_DECISIONS, audit_key, value, partition=audit_part))
         uncovered = sorted(r for r in planset.recipients if r not in covered)
