@@ -338,10 +338,9 @@ class Enforcer:
                     decision.reason = reason
                 else:
                     subject_tokens = released_tokens(decision.output, plan.pseudonym_paths)
-                    key = (subject_tokens[0] if subject_tokens else event_id).encode()
-                    out.append(
-                        Output(plan.output_topic, key, value, [("sharingbus.event_id", event_id.encode())])
-                    )
+                    output_key = subject_tokens[0] if subject_tokens else event_id
+                    headers = [("sharingbus.event_id", event_id.encode())]
+                    out.append(Output(plan.output_topic, output_key.encode(), value, headers))
                     output_topic = plan.output_topic
                     metrics.EVENTS_PRODUCED.labels(recipient=plan.recipient, event_type=event_type).inc()
                     recorded_at = event["envelope"].get("recorded_at")
