@@ -19,6 +19,7 @@ import faust
 
 from streams.deadletter import RawRecord
 from streams.enforcement import Enforcer
+from streams.link_facts import VaultBuffer
 from streams.producer import DeliveringProducer
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,13 @@ def _raw_record(event: Any) -> RawRecord:
     return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))
 
 
-def register(app: faust.App, raw_topics: list[str], enforcer: Enforcer, producer: DeliveringProducer) -> Any:
+def register(
+    app: faust.App,
+    raw_topics: list[str],
+    enforcer: Enforcer,
+    producer: DeliveringProducer,
+    vault: VaultBuffer | None = None,
+) -> Any:
     """Add the enforcer agent to `app`, consuming every raw topic."""
     source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enforcer")
@@ -51,7 +58,11 @@ def register(app: faust.App, raw_topics: list[str], enforcer: Enforcer, producer
         attempt = 0
         while True:
             enforcer.prepare(records)
+            if vault is not None:
+                vault.discard()
             outputs = enforcer.process_batch(records)
+            if vault is not None:
+                vault.flush()
             failed, errors = producer.try_send_all(outputs)
             if not failed:
                 return len(outputs)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import faust
 
@@ -22,10 +21,12 @@ from streams.audit import recover_chains
 from streams.catalogue import Catalogue, load_catalogue
 from streams.enforcement import Enforcer
 from streams.keys import KeyRing
+from streams.link_facts import VaultBuffer, make_link_facts
 from streams.producer import DeliveringProducer
 from streams.registry_client import RegistrySchemas, registry_client
 from streams.settings import Settings
 from streams.topology import DLQ_STAGES, bus_topics
+from streams.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
     schemas = RegistrySchemas(registry_client(settings))
     kafka_config = settings.kafka_config()
     audit_partitions = settings.topic_partitions
+    vault = VaultBuffer(Vault(settings.postgres_dsn))
     enforcer = Enforcer(
         catalogue=catalogue,
         plans=plans,
@@ -69,24 +71,18 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
         output_schemas=schemas,
         audit_partitions=audit_partitions,
         recover_chains=lambda ids: recover_chains(kafka_config, ids, audit_partitions),
-        link_facts=_link_facts(settings, catalogue, keyring),
+        link_facts=make_link_facts(settings, catalogue, keyring, vault),
     )
     producer = DeliveringProducer(kafka_config)
     app = app_module.create_app(settings)
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
-    enforcer_agent.register(app, raw_topics, enforcer, producer)
+    enforcer_agent.register(app, raw_topics, enforcer, producer, vault)
     if extra_agents:
         _register_downstream(app, settings)
     health.register(app, health.Readiness(app, schemas.reachable))
     metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
     metrics.set_worker_info(settings.consumer_group)
     return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
-
-
-def _link_facts(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> Any:
-    from streams.link_facts import make_link_facts
-
-    return make_link_facts(settings, catalogue, keyring)
 
 
 def _register_downstream(app: faust.App, settings: Settings) -> None:

@@ -7,6 +7,8 @@ raw identifiers never do.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -17,6 +19,9 @@ from streams.factors import load_factors
 from streams.keys import KeyRing
 from streams.linkage_keys import linkage_tokens
 from streams.settings import Settings
+from streams.vault import Vault, identities_of
+
+log = logging.getLogger(__name__)
 
 LinkFacts = Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]]
 
@@ -34,7 +39,45 @@ def subject_of(event: Mapping[str, Any], subject_index: int) -> Mapping[str, Any
     return subject if isinstance(subject, Mapping) else None
 
 
-def make_link_facts(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> LinkFacts:
+class VaultBuffer:
+    """Identifiers bound for the re-identification vault, written once per batch.
+
+    The enforcer is the only component that sees raw identifiers, so it is the one that fills the
+    vault; rows are written before the batch's outputs are sent, so a crash can only repeat a
+    (idempotent) write, never leave a shared token the owner cannot resolve.
+    """
+
+    def __init__(self, vault: Vault | None) -> None:
+        self.vault = vault
+        self.rows: list[tuple[str, str, Mapping[str, Any], str]] = []
+
+    def add(self, partner: str, token: str, subject: Mapping[str, Any], event_id: str) -> None:
+        if self.vault is not None:
+            self.rows.append((partner, token, identities_of(subject), event_id))
+
+    def flush(self, backoff: float = 1.0) -> None:
+        """Write buffered rows, retrying while PostgreSQL is unavailable (never drops them)."""
+        if self.vault is None or not self.rows:
+            return
+        attempt = 0
+        while True:
+            try:
+                self.vault.record_many(self.rows)
+            except Exception as exc:
+                attempt += 1
+                log.warning("vault write failed (attempt %d): %s", attempt, type(exc).__name__)
+                time.sleep(min(10.0, backoff * attempt))
+                continue
+            self.rows = []
+            return
+
+    def discard(self) -> None:
+        self.rows = []
+
+
+def make_link_facts(
+    settings: Settings, catalogue: Catalogue, keyring: KeyRing, vault: VaultBuffer | None = None
+) -> LinkFacts:
     """Compile the factor catalogue once and return the per-event function."""
     extractor = load_factors(settings.factors_path, catalogue)
 
@@ -51,9 +94,11 @@ def make_link_facts(settings: Settings, catalogue: Catalogue, keyring: KeyRing) 
                 tokens, invalid = linkage_tokens(subject, partner, keyring)
                 for kind in invalid:
                     metrics.INVALID_IDENTIFIERS.labels(kind=kind, partner=partner).inc()
+                if vault is not None and tokens:
+                    vault.add(partner, next(iter(tokens.values())), subject, str(envelope["event_id"]))
             records.append(
                 {
-                    "event_id": envelope["event_id"],
+                    "event_id": str(envelope["event_id"]),
                     "subject_index": fact.subject_index,
                     "event_type": event_type,
                     "source_partner": partner,

@@ -249,7 +249,10 @@ def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Setting
 def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, WorkerProcess]) -> None:
     settings, _ = stack
     sim = Simulation(seed=15, people=100)
-    ids = set(_publish(settings, list(sim.events(150))))
+    events = list(sim.events(150))
+    published = _publish(settings, events)
+    ids = set(published)
+    owner = {event_id: partner for event_id, (partner, _, _) in zip(published, events, strict=True)}
     _wait_decided(settings, ids)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")} | settings.to_env()
     verify = subprocess.run(
@@ -269,3 +272,12 @@ def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, 
             stored = {str(r[0]) for r in conn.execute("SELECT DISTINCT event_id FROM audit_decisions")}
         time.sleep(1)
     assert ids <= stored
+    # The owners' own identifiers went to the re-identification vault (and nowhere else).
+    with psycopg.connect(settings.postgres_dsn) as conn:
+        rows = conn.execute("SELECT DISTINCT event_id::text, partner FROM vault_identities").fetchall()
+    assert rows and {event_id for event_id, _ in rows} <= ids
+    assert all(owner[event_id] == partner for event_id, partner in rows)
+    anonymous = {
+        i for i, (_, t, _) in zip(published, events, strict=True) if t == "health.ed_assault_attendance"
+    }
+    assert not anonymous & {event_id for event_id, _ in rows}
