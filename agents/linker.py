@@ -30,6 +30,7 @@ from streams import metrics, topics
 from streams.admin import compacted, ensure_topics
 from streams.deadletter import DECODE_ERROR, INTERNAL, Output, RawRecord, dead_letter
 from streams.linkage import Linker
+from streams.linkage_keys import FUZZY_KINDS
 from streams.producer import DeliveringProducer
 from streams.reader import read_to_end
 from streams.settings import Settings
@@ -134,7 +135,7 @@ class LinkerStage:
                 outputs.append(Output(topics.LINK_PERSON, m.from_.encode(), _dumps(merge)))
                 merges.append((m.from_, m.into))
             if person is not None:
-                links.append((doc["event_id"], doc["subject_index"], person, sorted(doc["tokens"].values())))
+                links.append((doc["event_id"], doc["subject_index"], person, _exact_tokens(doc["tokens"])))
             metrics.PROCESSING_TIME.labels(stage="link").observe(time.perf_counter() - started)
         self._send(outputs)
         if self._vault is not None:
@@ -200,6 +201,11 @@ def register(
 
     link.stage = stage  # type: ignore[attr-defined]  # for tests and the web API
     return link
+
+
+def _exact_tokens(tokens: Mapping[str, str]) -> list[str]:
+    """The tokens the vault can be asked about (the fuzzy sets only serve linkage)."""
+    return sorted(t for kind, t in tokens.items() if kind not in FUZZY_KINDS)
 
 
 def _raw_record(event: Any) -> RawRecord:

@@ -39,6 +39,7 @@ __all__ = ["Linker", "Merge", "person_token"]
 
 _PERSON_DOMAIN = b"sharingbus:person\x1f"
 _RANK = {kind: i for i, kind in enumerate(STRONG_KINDS)}
+_UNLOCATED = frozenset({"name_dob", "swapped_name_dob"})  # name keys without a postcode district
 
 
 def person_token(canonical: str) -> str:
@@ -64,13 +65,20 @@ class _Cluster:
     ids: dict[str, str] = field(default_factory=dict)  # kind key ("local_id:<partner>") -> token
     weak: list[str] = field(default_factory=list)  # name/dob tokens seen in this cluster
     aliases: list[str] = field(default_factory=list)  # person tokens merged into this one
+    located: bool = False  # some record had a postcode district (a name_dob_district key)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ids": dict(self.ids), "weak": list(self.weak), "aliases": list(self.aliases)}
+        doc = {"ids": dict(self.ids), "weak": list(self.weak), "aliases": list(self.aliases)}
+        return doc | {"located": True} if self.located else doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> _Cluster:
-        return cls(dict(doc.get("ids", {})), list(doc.get("weak", [])), list(doc.get("aliases", [])))
+        return cls(
+            dict(doc.get("ids", {})),
+            list(doc.get("weak", [])),
+            list(doc.get("aliases", [])),
+            bool(doc.get("located", False)),
+        )
 
 
 def _compatible(a: Mapping[str, str], b: Mapping[str, str], below: int | None = None) -> bool:
@@ -108,9 +116,12 @@ class Linker:
             for kind in STRONG_KINDS
             if tokens.get(kind)
         }
-        weak = [tokens[kind] for kind in WEAK_KINDS if tokens.get(kind)]
+        weak = [
+            (t, kind in _UNLOCATED) for kind in WEAK_KINDS if tokens.get(kind) for t in tokens[kind].split()
+        ]
         if not claim and not weak:
             return None, []
+        located = bool(tokens.get("name_dob_district"))
 
         target: str | None = None
         losers: list[str] = []
@@ -125,16 +136,19 @@ class Linker:
             elif _compatible(self._effective(target, claim), ids):
                 target = self._union(target, owner, losers)
 
-        for token in weak:  # rule 2, tier by tier
+        for token, unlocated in weak:  # rule 2, tier by tier
             others = [h for h in self._holders.get(token, ()) if h != target]
             if len(others) != 1:
                 continue
-            if _compatible(self._effective(target, claim), self._clusters[others[0]].ids):
+            other = self._clusters[others[0]]
+            if unlocated and other.located and (located or (target and self._clusters[target].located)):
+                continue  # both sides have a district and it differs: name + dob alone is not enough
+            if _compatible(self._effective(target, claim), other.ids):
                 target = others[0] if target is None else self._union(target, others[0], losers)
 
         if target is None:  # rule 3
-            target = self._found(next(iter(claim.values()), None) or weak[0])
-        self._attach(target, claim, weak)
+            target = self._found(next(iter(claim.values()), None) or weak[0][0])
+        self._attach(target, claim, [t for t, _ in weak], located)
         return target, [Merge(loser, target) for loser in losers]
 
     def resolve(self, token: str) -> str | None:
@@ -212,8 +226,11 @@ class Linker:
         self._dirty.add(pt)
         return pt
 
-    def _attach(self, target: str, claim: Mapping[str, str], weak: Iterable[str]) -> None:
+    def _attach(self, target: str, claim: Mapping[str, str], weak: Iterable[str], located: bool) -> None:
         cluster = self._clusters[target]
+        if located and not cluster.located:
+            cluster.located = True
+            self._dirty.add(target)
         for kind, token in claim.items():
             if kind not in cluster.ids and token not in self._owner:
                 cluster.ids[kind] = token
@@ -239,6 +256,7 @@ class Linker:
             if keep not in holders:
                 holders.append(keep)
                 survivor.weak.append(token)
+        survivor.located = survivor.located or loser.located
         for alias in (gone, *loser.aliases):
             self._alias[alias] = keep
             survivor.aliases.append(alias)

@@ -33,9 +33,26 @@ import psycopg
 
 from streams.errors import SharingBusError
 
-__all__ = ["MIN_JUSTIFICATION", "Identity", "ReidentificationRefused", "Vault"]
+__all__ = [
+    "IDENTIFIER_FIELDS",
+    "MIN_JUSTIFICATION",
+    "Identity",
+    "ReidentificationRefused",
+    "Vault",
+    "identities_of",
+]
 
 MIN_JUSTIFICATION = 20
+IDENTIFIER_FIELDS = (
+    "nhs_number",
+    "upn",
+    "pnc_id",
+    "local_id",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "postcode",
+)
 _REQUESTER = re.compile(r"(?P<partner>[a-z][a-z0-9_]*):(?P<person>\S.*)")
 Outcome = Literal["granted", "not_found", "refused"]
 
@@ -93,6 +110,11 @@ class Identity:
     value: str
     event_id: str
     token: str
+
+
+def identities_of(subject: Mapping[str, Any]) -> dict[str, Any]:
+    """The identifying fields of a decoded `Subject`, exactly as the partner sent them."""
+    return {f: subject[f] for f in IDENTIFIER_FIELDS if subject.get(f) is not None}
 
 
 def _text(value: Any) -> str:

@@ -100,3 +100,18 @@ def test_forget_erases_the_person_and_is_audited(vault: Vault, person: dict[str,
     assert vault.forget(person["old"]) > 0
     assert vault.reidentify(person["new"], "tvp:dpo", "tvp", WHY) == []
     assert [r["outcome"] for r in vault.audit_log(person["old"])] == ["erased"]
+
+
+def test_cli_prints_own_identifiers_and_refuses_without_justification(
+    pg_dsn: str, vault: Vault, person: dict[str, str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from streams.cli.main import app
+
+    base = ["reidentify", "--token", person["new"], "--requester", "tvp:dpo", "--dsn", pg_dsn]
+    ok = CliRunner().invoke(app, [*base, "--justification", WHY])
+    assert ok.exit_code == 0, ok.output
+    assert "pnc_id\t19/0012345X\t" in ok.stdout and "upn" not in ok.stdout
+    refused = CliRunner().invoke(app, [*base, "--justification", "because"])
+    assert refused.exit_code == 2 and "refused" in refused.output

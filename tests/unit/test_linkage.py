@@ -232,3 +232,20 @@ def test_stage_restart_replays_to_the_same_outputs() -> None:
     _stage(saved, sent2).process(batch2)  # a new worker restores and gets batch 2 again
     assert [(o.topic, o.key, o.value) for o in sent2] == first_run
     assert saved == changelog
+
+
+def test_name_and_dob_alone_do_not_link_people_in_different_districts() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec(pnc_id="c1", name_dob="x", name_dob_district="x-rg1"))
+    b, _ = linker.add(rec(name_dob="x", name_dob_district="x-ox4"))  # same name and birthday elsewhere
+    c, _ = linker.add(rec("schools", name_dob="x"))  # no address to compare: ambiguous now anyway
+    assert b != a and c not in (a, b)
+    fresh = Linker()
+    p, _ = fresh.add(rec(pnc_id="c1", name_dob="x", name_dob_district="x-rg1"))
+    assert fresh.add(rec("schools", name_dob="x"))[0] == p  # no district on one side: name + dob links
+
+
+def test_fuzzy_token_sets_link_through_any_member() -> None:
+    linker = Linker()
+    a, _ = linker.add(rec(upn="u1", name_dob_district="smith", fuzzy_family="f1 f2 f3"))
+    assert linker.add(rec("police", pnc_id="c1", name_dob_district="smth", fuzzy_family="f3 f4"))[0] == a

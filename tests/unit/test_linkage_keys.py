@@ -101,8 +101,42 @@ def test_missing_values_are_not_invalid(ring: KeyRing) -> None:
 def test_tokens_are_keyed_and_carry_the_key_id(ring: KeyRing) -> None:
     tokens, _ = linkage_tokens(BASE, "p", ring)
     other, _ = linkage_tokens(BASE, "p", KeyRing.generate())
-    assert all(
-        t.startswith(f"{ring.active_id}.") and len(t) == len(ring.active_id) + 27 for t in tokens.values()
-    )
-    assert set(tokens.values()).isdisjoint(other.values())
-    assert _nhs() not in "".join(tokens.values())
+    every = [t for value in tokens.values() for t in value.split()]
+    assert len(every) > len(tokens)  # fuzzy kinds hold sets
+    assert all(t.startswith(f"{ring.active_id}.") and len(t) == len(ring.active_id) + 27 for t in every)
+    assert set(every).isdisjoint(t for value in other.values() for t in value.split())
+    assert _nhs() not in " ".join(every)
+
+
+def _shared(a: dict[str, str], b: dict[str, str], kind: str) -> bool:
+    return bool(set(a.get(kind, "").split()) & set(b.get(kind, "").split()))
+
+
+@pytest.mark.parametrize("typo", ["Obrein", "OBrian", "Obrrien", "Obren"])  # swap, substitute, double, drop
+def test_one_typo_in_one_name_still_shares_a_fuzzy_token(ring: KeyRing, typo: str) -> None:
+    a, _ = linkage_tokens(BASE, "p", ring)
+    b, _ = linkage_tokens({**BASE, "family_name": typo}, "p", ring)
+    assert a["name_dob"] != b["name_dob"]
+    assert _shared(a, b, "fuzzy_family") and not _shared(a, b, "fuzzy_given")
+
+
+def test_twins_share_no_fuzzy_token(ring: KeyRing) -> None:
+    jack, _ = linkage_tokens({**BASE, "given_name": "Jack"}, "p", ring)
+    james, _ = linkage_tokens({**BASE, "given_name": "James"}, "p", ring)
+    ella, _ = linkage_tokens({**BASE, "given_name": "Ella"}, "p", ring)
+    ellie, _ = linkage_tokens({**BASE, "given_name": "Ellie"}, "p", ring)
+    assert not _shared(jack, james, "fuzzy_given") and not _shared(ella, ellie, "fuzzy_given")
+
+
+def test_fuzzy_tokens_need_a_district(ring: KeyRing) -> None:
+    tokens, _ = linkage_tokens({**BASE, "postcode": None}, "p", ring)
+    assert "fuzzy_family" not in tokens and "name_dob_district" not in tokens and "name_dob" in tokens
+
+
+def test_a_pinned_key_keeps_tokens_stable_across_rotation() -> None:
+    ring = KeyRing.generate()
+    before, _ = linkage_tokens(BASE, "p", ring)
+    old = ring.active_id
+    ring.rotate()
+    assert linkage_tokens(BASE, "p", ring, kid=old)[0] == before
+    assert set(linkage_tokens(BASE, "p", ring)[0].values()).isdisjoint(before.values())
