@@ -1,0 +1,69 @@
+"""`sharebus demo` on a fresh machine: starts everything, shares events, stops cleanly by itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
+    env |= {
+        "SHARINGBUS_POSTGRES_DSN": pg_dsn,
+        "SHARINGBUS_DATA_DIR": str(tmp_path / "var"),
+        "SHARINGBUS_KEYRING_PATH": str(tmp_path / "keyring.json"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli.main",
+            "demo",
+            "--duration",
+            "40",
+            "--web-port",
+            "0",
+            "--rate",
+            "40",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    addresses: dict[str, str] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "partners" not in addresses and proc.poll() is None:
+        for line in list(lines):
+            name, _, value = line.partition(": ")
+            if name in ("broker", "registry", "web", "dashboard", "metrics", "partners"):
+                addresses[name] = value.strip()
+        time.sleep(0.2)
+    assert {"broker", "registry", "web", "dashboard", "partners"} <= addresses.keys(), "".join(lines)
+    web = addresses["web"]
+    produced = 0.0
+    while time.monotonic() < deadline and produced == 0:
+        body = httpx.get(f"{web}/metrics", timeout=5).text
+        produced = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith("sharingbus_events_produced_total{")
+        )
+        time.sleep(1)
+    assert produced > 0, "the demo's simulated partners should reach a recipient"
+    assert httpx.get(f"{web}/ready", timeout=5).status_code == 200
+    assert proc.wait(timeout=120) == 0, "".join(lines)
+    reader.join(5)
+    assert lines[-1].strip() == "demo: stopped"
+    assert (tmp_path / "var" / "demo" / "truth.jsonl").stat().st_size > 0
