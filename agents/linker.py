@@ -39,7 +39,7 @@ from streams.vault import Vault
 log = logging.getLogger(__name__)
 
 STAGE = "linker"
-LINK_STATE = getattr(topics, "LINK_STATE", "link.state")  # the linker's own compacted changelog
+LINK_STATE = topics.LINK_STATE  # the linker's own compacted changelog
 BATCH_SIZE = 2000
 BATCH_WITHIN = 0.05
 _DROPPED = ("tokens", "invalid")

@@ -17,7 +17,7 @@ from streams import metrics
 from streams.catalogue import Catalogue
 from streams.factors import load_factors
 from streams.keys import KeyRing
-from streams.linkage_keys import linkage_tokens
+from streams.linkage_keys import linkage_tokens, primary_token
 from streams.settings import Settings
 from streams.vault import Vault, identities_of
 
@@ -80,6 +80,10 @@ def make_link_facts(
 ) -> LinkFacts:
     """Compile the factor catalogue once and return the per-event function."""
     extractor = load_factors(settings.factors_path, catalogue)
+    # Linkage tokens under a new key would never match old ones: pin one key for linkage, so a
+    # rotation changes recipients' tokens (new tokens only) but never splits a person in two.
+    linkage_kid = settings.linkage_key_id or keyring.ids[0]
+    keyring.key(linkage_kid)  # fail closed at start when the pinned key is missing
 
     def link_facts(partner: str, event_type: str, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         envelope = event["envelope"]
@@ -91,11 +95,12 @@ def make_link_facts(
             tokens: dict[str, str] = {}
             invalid: list[str] = []
             if subject is not None:
-                tokens, invalid = linkage_tokens(subject, partner, keyring)
+                tokens, invalid = linkage_tokens(subject, partner, keyring, kid=linkage_kid)
                 for kind in invalid:
                     metrics.INVALID_IDENTIFIERS.labels(kind=kind, partner=partner).inc()
-                if vault is not None and tokens:
-                    vault.add(partner, next(iter(tokens.values())), subject, str(envelope["event_id"]))
+                primary = primary_token(tokens)
+                if vault is not None and primary is not None:
+                    vault.add(partner, primary, subject, str(envelope["event_id"]))
             records.append(
                 {
                     "event_id": str(envelope["event_id"]),

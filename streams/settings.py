@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     schema_registry_password: SecretStr | None = Field(None, description="Registry basic-auth password")
     postgres_dsn: str = Field("postgresql://127.0.0.1:5432/sharingbus", description="PostgreSQL DSN")
     keyring_path: Path = Field(ROOT / "var" / "keyring.json", description="Key ring file (JSON)")
+    linkage_key_id: str | None = Field(
+        None,
+        description="Key id pinned for linkage tokens (default: the first key in the ring)",
+    )
     agreements_dir: Path = Field(ROOT / "agreements", description="Directory of agreement YAML files")
     schemas_dir: Path = Field(ROOT / "schemas", description="Directory of Avro schemas")
     factors_path: Path = Field(ROOT / "factors.yaml", description="Risk/protective factor catalogue")

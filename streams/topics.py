@@ -12,6 +12,7 @@ SCHEMAS = "_schemas"
 AUDIT_DECISIONS = "audit.decisions"
 LINK_IDENTIFIERS = "link.identifiers"
 LINK_PERSON = "link.person"
+LINK_STATE = "link.state"  # the linker's own compacted changelog (clusters), bus-internal
 VIEWS_PERSON_PROFILE = "views.person_profile"
 VIEWS_AREA_COUNTS = "views.area_counts"
 

@@ -12,6 +12,11 @@ from streams.settings import Settings
 DLQ_STAGES = ("enforcer", "linker", "views", "audit_sink")
 DAY_MS = 24 * 3600 * 1000
 
+# Bus-internal topics of the views agent (agents/views.py). Not recipient views: recipients' ACLs
+# name `views.person_profile` and `views.area_counts` literally, never a `views.` prefix.
+VIEWS_PROFILE_MOVES = "views.profile_moves"  # merged profiles on their way to the new token's partition
+VIEWS_AREA_FACTS = "views.area_facts"  # 1 partition: the one global area x week x factor aggregation
+
 
 def bus_topics(settings: Settings, catalogue: Catalogue, planset: Any | None = None) -> list[TopicSpec]:
     """Raw, shared (retention from each agreement), audit, dead-letter, link and view topics."""
@@ -21,8 +26,11 @@ def bus_topics(settings: Settings, catalogue: Catalogue, planset: Any | None = N
         TopicSpec(topics.AUDIT_DECISIONS, None, {"retention.ms": "-1", "cleanup.policy": "delete"}),
         TopicSpec(topics.LINK_IDENTIFIERS, 1),
         TopicSpec(topics.LINK_PERSON),
+        compacted(topics.LINK_STATE, 1),
         compacted(topics.VIEWS_PERSON_PROFILE),
         compacted(topics.VIEWS_AREA_COUNTS),
+        TopicSpec(VIEWS_PROFILE_MOVES),  # co-partitioned with link.person: same (default) count
+        TopicSpec(VIEWS_AREA_FACTS, 1),
     ]
     specs += [TopicSpec(topics.dlq(stage)) for stage in DLQ_STAGES]
     if planset is not None:
