@@ -1,0 +1,395 @@
+"""The views agent: live person profiles and area counts from `link.person`, served and published.
+
+Topics (docs/contracts.md; names in `streams.topics` / `streams.topology`):
+- `link.person` (partitioned by person token) and `views.profile_moves` (same partition count, keyed
+  by the target token, so co-partitioned) feed ONE agent, `views` (concurrency 1, batches). A merge
+  record (keyed by `from`) pops the old profile on the partition owning `from` and sends it, keyed by
+  `into`, to the moves topic, where the same agent runs `merge(into, moved)` on the partition owning
+  `into`. Moves are produced with the same librdkafka producer (and so the same partitioner) as the
+  linker's `link.person`, which is what makes the two topics co-partitioned.
+- `views.area_facts` (1 partition) carries each fact's (event_id, subject_index, factors, area,
+  occurred_at) and erasures to the agent `views_areas`: area counts need one global aggregation,
+  idempotent by event, and a single partition is the simplest correct way to get it.
+- Out: compacted Avro `views.person_profile` (key: token) and `views.area_counts` (key: "area|week",
+  value: that row of the week's SUPPRESSED table), registered in the schema registry, plus PostgreSQL
+  (`streams.views_sink`). Bad input goes to `dlq.views` with a reason; nothing crashes the agent.
+
+Faust tables (JSON keys and values, recovered by Faust from their changelogs with
+`agents.recovery_fix` so Tansu's short end offsets cannot lose the tail):
+- `views_person_profiles`: token -> `Profile.to_dict()` (contributions are the source of truth, so
+  replays and duplicates are no-ops by (event_id, subject_index)).
+- `views_person_tombstones`: token -> {"moved_to", "erased"}: where a merged token went (erasures
+  follow it) and which events were erased (a profile in flight on the moves topic cannot revive them).
+- `views_area_rows`: "area|week" -> {factor: [event key hex]}, ONE ROW PER (area, week) rather than
+  one AreaCounts document: a batch rewrites only the rows it touched, once per batch, so the
+  changelog carries a few small values per batch instead of the whole aggregate per event. The
+  agent keeps a `TableAreaCounts` mirror for suppression and the API, rebuilt from the rows on
+  recovery.
+Table writes go through `send_changelog` with the record's own partition (a batch mixes partitions,
+so Faust's "current event" cannot choose it), and the agent waits for those deliveries and for its
+own outputs before the batch returns and Faust may commit (at-least-once; everything downstream is
+idempotent).
+
+Emission: a timer (`EMIT_INTERVAL`) flushes changed keys only (`agents.views_emit`), in a thread.
+HTTP: the `agents.web` routes are mounted on Faust's web server over `TableViewsReader`; requests
+for a person token or for the area tables that this worker does not own are proxied to the worker
+that does (owner of the key's changelog partition in Faust's assignment; the partition of a token is
+CRC32 % partitions, librdkafka's default partitioner, which produced it). `/api/cohort` ranks only
+the partitions of the worker asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, cast
+
+import aiohttp
+import faust
+from aiohttp import web
+from faust.types import TP
+
+from agents import recovery_fix
+from agents.views_avro import ViewSchemas
+from agents.views_emit import Emitter, now_iso
+from agents.views_reader import LiveViews, TableViewsReader
+from agents.views_state import (
+    AREA_PARTITION,
+    AreaStage,
+    ProfileStage,
+    TableAreaCounts,
+    ViewsTopics,
+    split_row_key,
+)
+from agents.web import routes
+from agents.web.handlers import TIER_HEADER
+from streams import metrics
+from streams.admin import TopicSpec, compacted, ensure_topics, partition_counts
+from streams.area_counts import Level
+from streams.catalogue import load_catalogue
+from streams.deadletter import RawRecord
+from streams.errors import ConfigurationError
+from streams.factors import FactorExtractor, load_factors
+from streams.producer import DeliveringProducer
+from streams.registry_client import RegistrySchemas, registry_client
+from streams.settings import Settings
+from streams.views_sink import ViewsSink
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EMIT_INTERVAL", "Views", "ViewsTopics", "register"]
+
+BATCH_SIZE = 1000
+BATCH_WITHIN = 0.2
+EMIT_INTERVAL = 2.0
+PROFILES = "views_person_profiles"
+TOMBSTONES = "views_person_tombstones"
+AREA_ROWS = "views_area_rows"
+ROUTED_HEADER = "X-SharingBus-Routed"
+
+
+class TableStore:
+    """A `views_state.Store` over a Faust table: explicit-partition changelog writes, confirmed later."""
+
+    def __init__(self, table: Any, retry_backoff: float = 0.5) -> None:
+        self.table = table
+        self._sent: dict[tuple[int, str], Any] = {}
+        self._backoff = retry_backoff
+
+    def get(self, key: str) -> Any:
+        return self.table.get(key)
+
+    def put(self, partition: int, key: str, value: Any) -> None:
+        if value is None:
+            if key in self.table.data:
+                del self.table.data[key]
+            fut = self.table.send_changelog(partition, key, None, value_serializer="raw")
+        else:
+            self.table.data[key] = value
+            fut = self.table.send_changelog(partition, key, value)
+        self._sent[(partition, key)] = fut
+
+    async def confirm(self) -> None:
+        """Wait until every changelog write of the batch is acknowledged; re-send the ones that failed."""
+        while self._sent:
+            sent, self._sent = self._sent, {}
+            results = await asyncio.gather(*sent.values(), return_exceptions=True)
+            failed = [pk for pk, res in zip(sent, results, strict=True) if isinstance(res, BaseException)]
+            if failed:
+                log.warning("%d changelog writes of %s failed; re-sending", len(failed), self.table.name)
+                await asyncio.sleep(self._backoff)
+                for partition, key in failed:
+                    self.put(partition, key, self.table.get(key))
+
+
+@dataclass
+class Views:
+    """What `register` wired up, for the worker, tests and benchmarks."""
+
+    live: LiveViews
+    reader: TableViewsReader
+    emitter: Emitter
+    profiles: ProfileStage
+    areas: AreaStage
+    names: ViewsTopics
+    partitions: int
+    agents: tuple[Any, Any]
+
+
+def _ensure_topics(settings: Settings, names: ViewsTopics) -> int:
+    """Create what is missing; refuse layouts that would break co-partitioning or the global count."""
+    counts = partition_counts(settings)
+    if names.link_person not in counts:
+        ensure_topics(settings, [TopicSpec(names.link_person)])
+        counts = partition_counts(settings)
+    n = counts[names.link_person]
+    ensure_topics(
+        settings,
+        [
+            TopicSpec(names.moves, n),
+            TopicSpec(names.area_facts, 1),
+            compacted(names.profiles),
+            compacted(names.areas),
+            TopicSpec(names.dlq),
+        ],
+    )
+    counts = partition_counts(settings)
+    if counts.get(names.moves) != n:
+        raise ConfigurationError(
+            f"{names.moves} has {counts.get(names.moves)} partitions, {names.link_person} has {n}: "
+            "they must be co-partitioned"
+        )
+    if counts.get(names.area_facts) != 1:
+        raise ConfigurationError(f"{names.area_facts} must have exactly 1 partition (one global count)")
+    return n
+
+
+def _raw_record(event: Any) -> RawRecord:
+    msg = event.message
+    headers = msg.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))
+
+
+def register(
+    app: faust.App,
+    settings: Settings,
+    *,
+    names: ViewsTopics | None = None,
+    factors: FactorExtractor | None = None,
+    level: Level = "district",
+    emit_interval: float = EMIT_INTERVAL,
+    use_sink: bool = True,
+) -> Views:
+    """Add the views tables, agents, emission timer and web routes to `app` (before it starts)."""
+    names = names or ViewsTopics()
+    recovery_fix.install(settings.kafka_config())
+    n = _ensure_topics(settings, names)
+    extractor = factors or load_factors(settings.factors_path, load_catalogue(settings.schemas_dir))
+
+    emitter = Emitter(
+        DeliveringProducer(settings.kafka_config()),
+        ViewSchemas(RegistrySchemas(registry_client(settings)), names.profiles, names.areas),
+        ViewsSink(settings.postgres_dsn) if use_sink else None,
+        names,
+        level,
+    )
+
+    async def profile_changelog(event: Any) -> None:
+        """Recovery (active partitions): every recovered key is emitted once more."""
+        if event.key is not None and app.assignor.is_active(event.message.tp):
+            emitter.mark_profiles({str(event.key): event.message.partition})
+
+    profiles_table = app.Table(PROFILES, default=None, partitions=n, on_changelog_event=profile_changelog)
+    tombs_table = app.Table(TOMBSTONES, default=None, partitions=n)
+    area_table = app.Table(AREA_ROWS, default=None, partitions=1)
+    profiles_store, tombs_store, area_store = (
+        TableStore(profiles_table),
+        TableStore(tombs_table),
+        TableStore(area_table),
+    )
+    counts = TableAreaCounts(level)
+
+    def recovering() -> bool:
+        recovery = cast(Any, app.tables).recovery
+        return bool(app.rebalancing or recovery.in_recovery or not recovery.completed.is_set())
+
+    live = LiveViews(
+        profiles=profiles_table,
+        counts=counts,
+        factors=extractor.factors,
+        threshold=settings.suppression_threshold,
+        round_to=settings.round_to,
+        pending=emitter.pending,
+        recovering=recovering,
+    )
+    profile_stage = ProfileStage(
+        profiles_store, tombs_store, extractor.weights(), names, extractor.catalogue.half_life_days
+    )
+    area_stage = AreaStage(counts, area_store, names)
+
+    def batch_runner(
+        label: str, stores: Sequence[TableStore]
+    ) -> Callable[[Callable[[], Any]], Awaitable[Any]]:
+        """Process, deliver outputs, confirm changelog writes; retry the batch until all of it worked.
+
+        Faust acks a batch whose body raised, so the body never raises; the batch is idempotent
+        (facts, merges, moves and area facts all are), so running it again is safe.
+        """
+        producer = DeliveringProducer(settings.kafka_config())
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"views-{label}")
+
+        async def run(process: Callable[[], Any]) -> Any:
+            loop = asyncio.get_running_loop()
+            while True:
+                try:
+                    result = process()
+                    await loop.run_in_executor(executor, producer.send_all, result.outputs)
+                    for store in stores:
+                        await store.confirm()
+                    return result
+                except Exception:
+                    log.exception("views %s batch failed; retrying", label)
+                    await asyncio.sleep(1.0)
+
+        return run
+
+    run_profiles = batch_runner("profiles", (profiles_store, tombs_store))
+    run_areas = batch_runner("areas", (area_store,))
+    emit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="views-emit")
+    source = app.topic(names.link_person, names.moves, value_serializer="raw", key_serializer="raw")
+    area_source = app.topic(names.area_facts, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(source, name="views", concurrency=1)
+    async def views(stream: faust.StreamT) -> None:
+        async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
+            records = [_raw_record(e) for e in events]
+            result = await run_profiles(functools.partial(profile_stage.process, records))
+            live.facts_applied += result.applied
+            live.dead_letters += result.dead
+            live.last_fact_at = result.last_fact_at or live.last_fact_at
+            if result.changed:
+                live.profiles_version += 1
+                emitter.mark_profiles(result.changed)
+
+    @app.agent(area_source, name="views_areas", concurrency=1)
+    async def views_areas(stream: faust.StreamT) -> None:
+        async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
+            records = [_raw_record(e) for e in events]
+            result = await run_areas(functools.partial(area_stage.process, records))
+            live.dead_letters += result.dead
+            if result.weeks:
+                live.areas_version += 1
+                emitter.mark_weeks(result.weeks)
+
+    async def areas_recovered() -> None:
+        """Rebuild the area mirror from the recovered rows; the owner emits every week once more."""
+        counts.reload((split_row_key(str(k)), v) for k, v in list(area_table.items()))
+        live.areas_version += 1
+        if app.assignor.is_active(TP(area_table.changelog_topic.get_topic_name(), AREA_PARTITION)):
+            emitter.mark_weeks(counts.weeks())
+
+    area_table.on_recover(areas_recovered)
+
+    async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        tps = args[0] if args else kwargs.get("revoked", ())
+        gone = {tp.partition for tp in tps if tp.topic in (names.link_person, names.moves)}
+        if gone:
+            emitter.drop_partitions(gone)
+        if any(tp.topic == names.area_facts for tp in tps):
+            emitter.drop_weeks()
+
+    app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]  # faust's stub is too narrow
+
+    # --- emission ------------------------------------------------------------------------------------
+    @app.timer(emit_interval)
+    async def views_emit() -> None:
+        metrics.TABLE_ENTRIES.labels(table=PROFILES).set(len(profiles_table))
+        metrics.TABLE_ENTRIES.labels(table=TOMBSTONES).set(len(tombs_table))
+        metrics.TABLE_ENTRIES.labels(table=AREA_ROWS).set(len(area_table))
+        if recovering():
+            return
+        job = emitter.take(live)
+        if job.empty:
+            return
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(emit_executor, emitter.run, job)
+        emitter.settle(job, outcome)
+        if outcome.topic_ok and outcome.sink_ok:
+            live.last_emit_at = now_iso()
+
+    reader = TableViewsReader(live)
+    _mount_web(app, reader, profiles_table, area_table, n)
+    return Views(live, reader, emitter, profile_stage, area_stage, names, n, (views, views_areas))
+
+
+# --- web -----------------------------------------------------------------------------------------
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def token_partition(token: str, partitions: int) -> int:
+    """Partition of a person token: librdkafka's default partitioner (CRC32), as the linker produced it."""
+    return zlib.crc32(token.encode()) % partitions
+
+
+def _owner(app: faust.App, table: Any, partition: int) -> str | None:
+    """URL of the worker actively holding `partition` of `table`; None for this worker or unknown."""
+    topic = table.changelog_topic.get_topic_name()
+    if app.assignor.is_active(TP(topic, partition)):
+        return None
+    me = str(app.conf.canonical_url).rstrip("/")
+    for host, tps in app.router.table_metadata(table.name).items():
+        if partition in tps.get(topic, ()):
+            return None if str(host).rstrip("/") == me else str(host)
+    return None
+
+
+def _routed(app: faust.App, handler: Handler, owner: Callable[[web.Request], str | None]) -> Handler:
+    async def view(request: web.Request) -> web.StreamResponse:
+        target = None if request.headers.get(ROUTED_HEADER) else owner(request)
+        if target is None:
+            return await handler(request)
+        headers = {ROUTED_HEADER: "1"}
+        if TIER_HEADER in request.headers:
+            headers[TIER_HEADER] = request.headers[TIER_HEADER]
+        try:
+            async with app.http_client.get(
+                target.rstrip("/") + request.path_qs, headers=headers, timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp:
+                body = await resp.read()
+                return web.Response(
+                    body=body,
+                    status=resp.status,
+                    content_type=resp.content_type,
+                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+                )
+        except (aiohttp.ClientError, TimeoutError):
+            return web.json_response({"error": "the worker holding this view is unavailable"}, status=503)
+
+    return view
+
+
+def _mount_web(app: faust.App, reader: TableViewsReader, profiles: Any, areas: Any, partitions: int) -> None:
+    """Mount `agents.web` on Faust's aiohttp app (before it starts), routing keyed views to their owner."""
+
+    def person_owner(request: web.Request) -> str | None:
+        return _owner(app, profiles, token_partition(request.match_info.get("token", ""), partitions))
+
+    def area_owner(request: web.Request) -> str | None:
+        return _owner(app, areas, AREA_PARTITION)
+
+    owners = {"/api/persons/{token}": person_owner, "/api/areas": area_owner, "/api/trends": area_owner}
+    mounted = []
+    for route in routes(reader):
+        owner = owners.get(route.path)
+        if owner is not None:
+            handler = cast(Handler, route.handler)
+            route = web.RouteDef(route.method, route.path, _routed(app, handler, owner), route.kwargs)
+        mounted.append(route)
+    cast(Any, app.web).web_app.add_routes(mounted)

@@ -1,0 +1,175 @@
+"""Periodic emission of the views: changed keys only, to the compacted topics and to PostgreSQL.
+
+Emitting per event would write a profile (or a whole week of area rows) to the topics and the
+database once per fact; instead the agents mark what changed and a timer flushes every few seconds,
+so a burst of 1,000 facts about one person is one record and one upsert. `take` snapshots on the
+event loop (table values are replaced, never mutated, so the snapshot is safe to hand to a thread);
+`run` encodes, sends and writes in a worker thread; `settle` re-queues whatever failed. The topic
+and the sink keep separate queues, so a PostgreSQL outage does not re-send records to the topic.
+
+After a restart nothing is known to be emitted, so recovery marks every recovered key (agents.views)
+and everything is emitted once more: both outputs are idempotent (compacted topic keyed by token or
+"area|week", upserts that skip unchanged rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.views_avro import ViewSchemas, area_records, profile_record
+from agents.views_reader import LiveViews
+from agents.views_state import ViewsTopics, publish_week
+from streams.deadletter import Output
+from streams.producer import DeliveringProducer
+from streams.profiles import Profile
+from streams.views_sink import ViewsSink
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EmitJob", "Emitter"]
+
+SEND_DEADLINE_S = 30.0
+
+
+@dataclass
+class EmitJob:
+    """A snapshot of what to emit, taken on the event loop."""
+
+    profiles: dict[str, tuple[int, dict[str, Any] | None]] = field(default_factory=dict)
+    profiles_topic: set[str] = field(default_factory=set)
+    profiles_sink: set[str] = field(default_factory=set)
+    weeks: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    weeks_topic: set[str] = field(default_factory=set)
+    weeks_sink: set[str] = field(default_factory=set)
+    columns: list[str] = field(default_factory=list)
+    threshold: int = 10
+    round_to: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.profiles or self.weeks)
+
+
+@dataclass
+class EmitOutcome:
+    topic_ok: bool = True
+    sink_ok: bool = True
+    records: int = 0
+
+
+class Emitter:
+    def __init__(
+        self,
+        producer: DeliveringProducer,
+        schemas: ViewSchemas,
+        sink: ViewsSink | None,
+        names: ViewsTopics,
+        level: str,
+    ) -> None:
+        self.producer, self.schemas, self.sink = producer, schemas, sink
+        self.names, self.level = names, level
+        self._profiles_topic: dict[str, int] = {}
+        self._profiles_sink: dict[str, int] = {}
+        self._weeks_topic: set[str] = set()
+        self._weeks_sink: set[str] = set()
+        self._last_rows: dict[str, dict[str, dict[str, Any]]] = {}  # week -> key -> record (thread only)
+
+    # --- on the event loop ----------------------------------------------------------------------
+    def mark_profiles(self, changed: Mapping[str, int]) -> None:
+        self._profiles_topic.update(changed)
+        if self.sink is not None:
+            self._profiles_sink.update(changed)
+
+    def mark_weeks(self, weeks: Iterable[str]) -> None:
+        weeks = set(weeks)
+        self._weeks_topic |= weeks
+        if self.sink is not None:
+            self._weeks_sink |= weeks
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget keys of revoked partitions: their new owner recovers and emits them."""
+        for pending in (self._profiles_topic, self._profiles_sink):
+            for token in [t for t, p in pending.items() if p in partitions]:
+                del pending[token]
+
+    def drop_weeks(self) -> None:
+        self._weeks_topic.clear()
+        self._weeks_sink.clear()
+
+    def pending(self) -> int:
+        return len(self._profiles_topic.keys() | self._profiles_sink.keys()) + len(
+            self._weeks_topic | self._weeks_sink
+        )
+
+    def take(self, live: LiveViews) -> EmitJob:
+        job = EmitJob(columns=live.columns, threshold=live.threshold, round_to=live.round_to)
+        tokens = {**self._profiles_sink, **self._profiles_topic}
+        job.profiles = {t: (p, live.profiles.get(t)) for t, p in tokens.items()}
+        job.profiles_topic, job.profiles_sink = set(self._profiles_topic), set(self._profiles_sink)
+        job.weeks_topic, job.weeks_sink = set(self._weeks_topic), set(self._weeks_sink)
+        job.weeks = {w: live.counts.table(w) for w in job.weeks_topic | job.weeks_sink}
+        self._profiles_topic, self._profiles_sink = {}, {}
+        self._weeks_topic, self._weeks_sink = set(), set()
+        return job
+
+    def settle(self, job: EmitJob, outcome: EmitOutcome) -> None:
+        """Re-queue what failed (newer marks made meanwhile win)."""
+        if not outcome.topic_ok:
+            for t in job.profiles_topic:
+                self._profiles_topic.setdefault(t, job.profiles[t][0])
+            self._weeks_topic |= job.weeks_topic
+        if not outcome.sink_ok:
+            for t in job.profiles_sink:
+                self._profiles_sink.setdefault(t, job.profiles[t][0])
+            self._weeks_sink |= job.weeks_sink
+
+    # --- in the emitter thread --------------------------------------------------------------------
+    def run(self, job: EmitJob) -> EmitOutcome:
+        outcome = EmitOutcome()
+        profiles = {t: Profile.from_dict(v) if v else None for t, (_, v) in job.profiles.items()}
+        published = {
+            w: publish_week(table, job.columns, job.threshold, job.round_to) for w, table in job.weeks.items()
+        }
+        outputs: list[Output] = []
+        try:
+            for token in sorted(job.profiles_topic):
+                profile = profiles[token]
+                value = self.schemas.encode(self.names.profiles, profile_record(profile)) if profile else None
+                outputs.append(Output(self.names.profiles, token.encode(), value))
+            rows: dict[str, dict[str, dict[str, Any]]] = {}
+            for week in sorted(job.weeks_topic):
+                rows[week] = area_records(week, published[week], self.level)
+                last = self._last_rows.get(week, {})
+                for key, record in rows[week].items():
+                    if last.get(key) != record:
+                        value = self.schemas.encode(self.names.areas, record)
+                        outputs.append(Output(self.names.areas, key.encode(), value))
+                gone = sorted(last.keys() - rows[week].keys())
+                outputs += [Output(self.names.areas, key.encode(), None) for key in gone]
+            self.producer.send_all(outputs, deadline_s=SEND_DEADLINE_S)
+            self._last_rows.update(rows)
+            outcome.records = len(outputs)
+        except Exception as exc:
+            log.warning("views emission to topics failed, will retry: %s", exc)
+            outcome.topic_ok = False
+        if self.sink is not None and (job.profiles_sink or job.weeks_sink):
+            try:
+                present = [p for t in sorted(job.profiles_sink) if (p := profiles[t]) is not None]
+                gone = sorted(t for t in job.profiles_sink if profiles[t] is None)
+                self.sink.upsert_profiles(present)
+                if gone:
+                    self.sink.delete_people(gone)
+                for week in sorted(job.weeks_sink):
+                    self.sink.upsert_area_table(week, published[week])
+            except Exception as exc:
+                log.warning("views sink failed, will retry: %s", exc)
+                outcome.sink_ok = False
+        return outcome
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,144 @@
+"""A `ViewsReader` over the views agent's live state: the Faust tables of this worker, in memory.
+
+Called on the event loop by the web handlers, so every answer comes from memory and the expensive
+ones (suppressing a week, trends, the cohort ranking) are cached until the state changes. The agent
+bumps `LiveViews.profiles_version` / `areas_version` after each batch; a poll between batches gets
+the cached answer.
+
+Each worker holds only its own partitions of the person tables and, unless it owns the single
+area-facts partition, no area counts at all: `agents.views` routes `/api/persons/{token}` and the area
+endpoints to the worker that owns the data, and `top_cohort` ranks this worker's partitions only.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agents.views_state import TableAreaCounts, publish_week
+from streams.factors import FactorDef
+from streams.profiles import Profile
+
+__all__ = ["LiveViews", "TableViewsReader"]
+
+
+class ReadableTable(Protocol):
+    def get(self, key: str) -> Any: ...
+
+    def values(self) -> Iterable[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass
+class LiveViews:
+    """What the agent maintains and the reader and the emitter read (all on the event loop)."""
+
+    profiles: ReadableTable
+    counts: TableAreaCounts
+    factors: Mapping[str, FactorDef]
+    threshold: int
+    round_to: int
+    profiles_version: int = 0
+    areas_version: int = 0
+    facts_applied: int = 0
+    dead_letters: int = 0
+    last_fact_at: str | None = None
+    last_emit_at: str | None = None
+    pending: Callable[[], int] = field(default=lambda: 0)
+    recovering: Callable[[], bool] = field(default=lambda: False)
+
+    @property
+    def columns(self) -> list[str]:
+        """Factor columns of the area tables (factors needing a linked adult are never extracted)."""
+        return [n for n, f in self.factors.items() if not f.requires_linked_adult]
+
+    def published(self, week: str) -> Any:
+        return publish_week(self.counts.table(week), self.columns, self.threshold, self.round_to)
+
+
+class TableViewsReader:
+    """The worker's `agents.web.reader.ViewsReader`."""
+
+    def __init__(self, live: LiveViews) -> None:
+        self.live = live
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def _cached(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        version = (self.live.profiles_version, self.live.areas_version)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        if len(self._cache) > 256:
+            self._cache.clear()
+        value = make()
+        self._cache[key] = (version, value)
+        return value
+
+    def person(self, token: str) -> dict[str, Any] | None:
+        raw = self.live.profiles.get(token)
+        return Profile.from_dict(raw).summary() if raw else None
+
+    def areas(self, week: str | None) -> dict[str, Any]:
+        def make() -> dict[str, Any]:
+            weeks = self.live.counts.weeks()
+            chosen = week or (weeks[-1] if weeks else None)
+            if chosen is None:
+                cols = self.live.columns
+                empty = {
+                    "rows": [],
+                    "cols": cols,
+                    "cells": [],
+                    "row_totals": [],
+                    "col_totals": [0] * len(cols),
+                }
+                return {"week": None, "weeks": weeks, **empty, "total": 0, "threshold": self.live.threshold}
+            return {"week": chosen, "weeks": weeks, **self.live.published(chosen).to_dict()}
+
+        return dict(self._cached(("areas", week), make))
+
+    def factors(self) -> list[dict[str, Any]]:
+        return [
+            {"name": n, **f.model_dump(exclude={"requires_linked_adult"})}
+            for n, f in self.live.factors.items()
+            if not f.requires_linked_adult
+        ]
+
+    def top_cohort(self, n: int) -> list[dict[str, Any]]:
+        def make() -> list[dict[str, Any]]:
+            scored = (v for v in self.live.profiles.values() if v and float(v.get("score", 0.0)) > 0)
+            top = heapq.nsmallest(n, scored, key=lambda v: (-float(v["score"]), v["person_token"]))
+            return [
+                {"person_token": v["person_token"], "score": v["score"], "explanation": v["explanation"][:3]}
+                for v in top
+            ]
+
+        return list(self._cached(("cohort", n), make))
+
+    def health(self) -> dict[str, Any]:
+        live = self.live
+        return {
+            "status": "recovering" if live.recovering() else "ok",
+            "facts_applied": live.facts_applied,
+            "profiles": len(live.profiles),
+            "weeks": len(live.counts.weeks()),
+            "last_fact_at": live.last_fact_at,
+            "dead_letters": live.dead_letters,
+            "last_emit_at": live.last_emit_at,
+            "pending_emits": live.pending(),
+        }
+
+    def trend(self, factor: str) -> list[tuple[str, int | None]]:
+        def make() -> dict[str, list[tuple[str, int | None]]]:
+            weeks = self.live.counts.weeks()
+            out: dict[str, list[tuple[str, int | None]]] = {}
+            for week in weeks:
+                pub = self.live.published(week)
+                for col, total in zip(pub.cols, pub.col_totals, strict=True):
+                    out.setdefault(col, []).append((week, total))
+            return out
+
+        weeks = self.live.counts.weeks()
+        return list(self._cached(("trends",), make).get(factor, [(w, 0) for w in weeks]))

@@ -1,0 +1,323 @@
+"""The views agent in a real `sharebus worker`: link.person facts in, HTTP API, Avro topics, PostgreSQL.
+
+The broker's topics are shared by the test session, so everything here is told apart by its own
+person tokens, area codes and a week nobody else uses (suppression runs per week, so the published
+table of that week holds only this test's facts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import psycopg
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from agents.views import token_partition
+from agents.views_state import publish_week, row_key
+from streams import topics
+from streams.admin import partition_counts
+from streams.deadletter import header
+from streams.factors import load_factors
+from streams.keys import KeyRing
+from streams.reader import read_to_end
+from streams.settings import Settings
+from streams.topology import VIEWS_PROFILE_MOVES
+from streams.views_sink import area_rows
+from tests.workers import WorkerProcess, start_worker
+
+THRESHOLD = 3
+PARTITIONS = 4  # of link.person, from the settings' topic_partitions (the worker creates it)
+INDIVIDUAL = {"X-SharingBus-Tier": "individual"}
+TVP, SCHOOLS, YJS = "thames_valley_police", "reading_schools", "reading_yjs"
+
+
+def _token() -> str:
+    return f"p.{uuid.uuid4().hex[:26]}"
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+class Scenario:
+    """A unique week with three areas, two people (B merges into A), area-only facts and bad records."""
+
+    def __init__(self) -> None:
+        seed = uuid.uuid4().int
+        self.day = date.fromisocalendar(2080 + seed % 19, 1 + (seed // 19) % 50, 3)  # future: full weight
+        self.week = f"{self.day.isocalendar()[0]}-W{self.day.isocalendar()[1]:02d}"
+        uid = uuid.uuid4().hex[:8].upper()
+        self.x, self.y, self.z = f"X{uid}", f"Y{uid}", f"Z{uid}"
+        self.a, self.stranger = _token(), _token()
+        self.b = next(
+            t
+            for t in iter(_token, "")
+            if token_partition(t, PARTITIONS) != token_partition(self.a, PARTITIONS)
+        )
+        self.ids = {name: str(uuid.uuid4()) for name in ("a1", "a2", "a3", "b1", "b2", *map(str, range(9)))}
+        self.hour = 0
+
+    def fact(
+        self, name: str, token: str | None, factors: list[str], area: str, partner: str, index: int = 0
+    ) -> Any:
+        self.hour += 1
+        doc = {
+            "kind": "fact",
+            "event_id": self.ids[name],
+            "subject_index": index,
+            "person_token": token,
+            "event_type": "test.event",
+            "source_partner": partner,
+            "occurred_at": datetime.combine(self.day, dtime(self.hour % 24), UTC).isoformat(),
+            "role": None,
+            "factors": factors,
+            "area": {"lsoa": None, "district": area},
+        }
+        return (token or self.ids[name]).encode(), _dumps(doc)
+
+    def records(self) -> list[tuple[bytes, bytes]]:
+        a, b, x, y, z = self.a, self.b, self.x, self.y, self.z
+        a1 = self.fact("a1", a, ["weapon_carrying"], x, TVP)
+        recs = [
+            a1,
+            self.fact("a2", a, ["weapon_carrying", "school_exclusion"], x, SCHOOLS),
+            a1,  # an exact duplicate
+            self.fact("a1", a, ["weapon_carrying"], x, TVP, index=1),  # same event naming A twice
+            self.fact("b1", b, ["school_exclusion"], y, TVP),
+            self.fact("b2", b, ["gang_association"], x, YJS),
+            *[self.fact(str(i), None, ["weapon_carrying"], x, TVP) for i in range(4)],
+            self.fact("4", None, ["weapon_carrying"], y, TVP),
+            *[self.fact(str(i), None, ["school_exclusion"], z, SCHOOLS) for i in range(5, 9)],
+            (b.encode(), _dumps({"kind": "merge", "from": b, "into": a, "at": self.day.isoformat()})),
+            (a.encode(), b"{not json"),
+            (self.stranger.encode(), self.fact("a3", a, ["weapon_carrying"], x, TVP)[1]),  # wrong key
+        ]
+        self.hour = 0
+        return recs
+
+    def raw_counts(self) -> dict[str, dict[str, int]]:
+        """Distinct events per area and factor, worked out by hand."""
+        return {
+            self.x: {"weapon_carrying": 6, "school_exclusion": 1, "gang_association": 1},
+            self.y: {"school_exclusion": 1, "weapon_carrying": 1},
+            self.z: {"school_exclusion": 4},
+        }
+
+
+def _produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer(settings.kafka_config())
+    for key, value in records:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(15) == 0
+
+
+def _wait(
+    what: str, check: Callable[[], Any], timeout: float = 30.0, worker: WorkerProcess | None = None
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (httpx.HTTPError, AssertionError, KeyError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}\n{worker.log()[-3000:] if worker else ''}")
+
+
+def _get(worker: WorkerProcess, path: str) -> httpx.Response:
+    return httpx.get(f"{worker.url}{path}", headers=INDIVIDUAL, timeout=5.0)
+
+
+def _latest(settings: Settings, topic: str, keys: set[str]) -> dict[str, Any]:
+    """Last value per key of a compacted view topic (None: tombstone), decoded with the registry."""
+    deserializer = AvroDeserializer(SchemaRegistryClient(settings.registry_config()))
+    out: dict[str, Any] = {}
+    for msg in read_to_end(settings.kafka_config(), topic, timeout=30.0):
+        key = (msg.key() or b"").decode()
+        if key in keys:
+            value = msg.value()
+            ctx = SerializationContext(topic, MessageField.VALUE)
+            out[key] = deserializer(value, ctx) if value is not None else None
+    return out
+
+
+def _count(settings: Settings, topic: str, key: str) -> int:
+    return sum(1 for m in read_to_end(settings.kafka_config(), topic) if m.key() == key.encode())
+
+
+def _profile_from_topic(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f["factor"]: {
+            "first_seen": f["first_seen"].isoformat(),
+            "last_seen": f["last_seen"].isoformat(),
+            "count": f["count"],
+            "partners": f["partners"],
+        }
+        for f in record["factors"]
+    }
+
+
+def test_views_agent_end_to_end(
+    settings_factory: Callable[..., Settings], pg_dsn: str, tmp_path: Path
+) -> None:
+    settings = settings_factory(suppression_threshold=THRESHOLD, topic_partitions=PARTITIONS)
+    KeyRing.load_or_create(settings.keyring_path)
+    s = Scenario()
+    columns = [
+        n for n, f in load_factors(settings.factors_path).factors.items() if not f.requires_linked_adult
+    ]
+    expected_table = publish_week(s.raw_counts(), columns, THRESHOLD, settings.round_to).to_dict()
+    worker = start_worker(settings, tmp_path / "logs", name="views")
+    try:
+        _produce(settings, topics.LINK_PERSON, s.records())
+
+        # --- HTTP: profiles (duplicates not double counted, the merge moved B's factors) ---------------
+        def merged() -> dict[str, Any] | None:
+            r = _get(worker, f"/api/persons/{s.a}")
+            body = r.json() if r.status_code == 200 else None
+            return body if body and "gang_association" in body["factors"] else None
+
+        person = _wait("A's merged profile", merged, worker=worker)
+        assert {f: (v["count"], v["partners"]) for f, v in person["factors"].items()} == {
+            "weapon_carrying": (2, [SCHOOLS, TVP]),
+            "school_exclusion": (2, [SCHOOLS, TVP]),
+            "gang_association": (1, [YJS]),
+        }
+        assert person["advisory"] is True and person["score"] > 0 and person["explanation"]
+        assert _get(worker, f"/api/persons/{s.b}").status_code == 404
+        assert _get(worker, f"/api/persons/{s.stranger}").status_code == 404
+
+        # --- HTTP: the area table of the week is the suppressed one, nothing small is shown -------------
+        areas = _wait(
+            "the week's areas", lambda: (r := _get(worker, f"/api/areas?week={s.week}").json())["rows"] and r
+        )
+        assert areas["rows"] == sorted([s.x, s.y, s.z])
+        assert {k: areas[k] for k in expected_table} == expected_table
+        assert areas["cells"][areas["rows"].index(s.y)][areas["cols"].index("weapon_carrying")] is None
+        shown = [v for row in areas["cells"] for v in row] + areas["row_totals"] + areas["col_totals"]
+        assert all(v is None or v == 0 or v >= THRESHOLD for v in shown)
+        assert any(v is not None and v >= THRESHOLD for v in shown)
+
+        # --- dead letters, with their reasons ---------------------------------------------------------
+        dead = [
+            m
+            for m in read_to_end(settings.kafka_config(), topics.dlq("views"))
+            if m.key() in (s.a.encode(), s.stranger.encode())
+        ]
+        assert sorted(header(cast(Any, m.headers()), "sharingbus.dlq.reason") or "" for m in dead) == [
+            "decode_error",
+            "validation",
+        ]
+
+        # --- topics: Avro, registered, the same as the API; B's old profile is a tombstone ----------------
+        def profiles_emitted() -> dict[str, Any] | None:
+            latest = _latest(settings, topics.VIEWS_PERSON_PROFILE, {s.a, s.b})
+            a = latest.get(s.a)
+            return latest if a and s.b in latest and _profile_from_topic(a) == person["factors"] else None
+
+        latest = _wait("views.person_profile", profiles_emitted)
+        assert latest[s.b] is None and latest[s.a]["score"] == person["score"]
+        assert latest[s.a]["explanation"] == person["explanation"]
+        row_keys = {row_key(a, s.week) for a in (*areas["rows"], "ALL")}
+        area_topic = _wait(
+            "views.area_counts",
+            lambda: (got := _latest(settings, topics.VIEWS_AREA_COUNTS, row_keys)).keys() == row_keys and got,
+        )
+        for i, area in enumerate(areas["rows"]):
+            record = area_topic[row_key(area, s.week)]
+            assert [c["count"] for c in record["counts"]] == areas["cells"][i]
+            assert record["total"] == areas["row_totals"][i] and record["threshold"] == THRESHOLD
+        assert area_topic[row_key("ALL", s.week)]["total"] == areas["total"]
+
+        # --- PostgreSQL: the same tables -----------------------------------------------------------------
+        with psycopg.connect(pg_dsn) as conn:
+
+            def sunk() -> bool:
+                rows = conn.execute(
+                    "SELECT area, week, factor, count, suppressed FROM area_counts WHERE week = %s", (s.week,)
+                ).fetchall()
+                return bool(rows)
+
+            _wait("the PostgreSQL sink", sunk)
+            pub = publish_week(s.raw_counts(), columns, THRESHOLD, settings.round_to)
+            rows = conn.execute(
+                "SELECT area, week, factor, count, suppressed FROM area_counts WHERE week = %s", (s.week,)
+            ).fetchall()
+            assert sorted(rows, key=str) == sorted(area_rows(s.week, pub), key=str)
+            factors = conn.execute(
+                "SELECT factor, count, partners FROM person_factors WHERE person_token = %s ORDER BY 1",
+                (s.a,),
+            ).fetchall()
+            assert factors == sorted((f, v["count"], v["partners"]) for f, v in person["factors"].items())
+            assert conn.execute(
+                "SELECT score FROM person_profiles WHERE person_token = %s", (s.a,)
+            ).fetchall() == [(person["score"],)]
+            assert (
+                conn.execute("SELECT 1 FROM person_profiles WHERE person_token = %s", (s.b,)).fetchall() == []
+            )
+
+        metrics = httpx.get(f"{worker.url}/metrics", timeout=5.0).text
+        assert 'sharingbus_table_entries{table="views_person_profiles"}' in metrics
+
+        # --- the merge crossed partitions: B's profile travelled on the moves topic, keyed by A ----------
+        moves = [
+            json.loads(m.value() or b"") for m in read_to_end(settings.kafka_config(), VIEWS_PROFILE_MOVES)
+        ]
+        assert [m["into"] for m in moves if m["from"] == s.b and m["profile"]] == [s.a]
+        assert partition_counts(settings)[topics.LINK_PERSON] == PARTITIONS
+
+        # --- kill -9 and restart: the tables recover exactly, and replays still count nothing twice ----
+        emitted_before = _count(settings, topics.VIEWS_PERSON_PROFILE, s.a)
+        worker.kill()
+        worker = start_worker(settings, tmp_path / "logs", name="views-restarted")
+        assert _get(worker, f"/api/persons/{s.a}").json() == person
+        assert _get(worker, f"/api/areas?week={s.week}").json() == areas
+        assert _get(worker, f"/api/persons/{s.b}").status_code == 404
+        # nothing is known to have been emitted after a restart: every recovered key is emitted again
+        _wait("re-emission", lambda: _count(settings, topics.VIEWS_PERSON_PROFILE, s.a) > emitted_before)
+        assert (
+            _profile_from_topic(_latest(settings, topics.VIEWS_PERSON_PROFILE, {s.a})[s.a])
+            == person["factors"]
+        )
+        replay = [r for r in s.records()[:6]]  # A's and B's facts again, after the merge
+        _produce(settings, topics.LINK_PERSON, [*replay, s.fact("a3", s.a, ["weapon_carrying"], s.x, TVP)])
+        after = _wait(
+            "the new fact",
+            lambda: (
+                (p := _get(worker, f"/api/persons/{s.a}").json())["factors"]["weapon_carrying"]["count"] == 3
+                and p
+            ),
+            worker=worker,
+        )
+        assert {f: v["count"] for f, v in after["factors"].items()} == {
+            "weapon_carrying": 3,
+            "school_exclusion": 2,
+            "gang_association": 1,
+        }
+        assert _get(worker, f"/api/persons/{s.b}").status_code == 404
+        raw = s.raw_counts()
+        raw[s.x]["weapon_carrying"] += 1
+        expected_after = publish_week(raw, columns, THRESHOLD, settings.round_to).to_dict()
+        assert expected_after != expected_table
+
+        def recounted() -> bool:
+            table = _get(worker, f"/api/areas?week={s.week}").json()
+            return {k: table[k] for k in expected_after} == expected_after
+
+        _wait("the area count of the new fact", recounted, worker=worker)
+    finally:
+        worker.stop()
