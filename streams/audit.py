@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import time
 import uuid
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streams import topics
@@ -63,8 +65,30 @@ CHAIN_FIELDS = frozenset({"chain", "seq", "prev_hash", "hash"})
 _PLACEHOLDER = secrets.token_hex(32)
 _HASH_ITEM = f'"hash":"{_PLACEHOLDER}",'
 
-# One encoder, built once: `json.dumps` with options builds a new encoder per call.
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+class _Canonical:
+    """Canonical JSON text: sorted keys, compact separators, UTF-8; orjson (8x faster than json).
+
+    The ledger is written 3-5 times per event, so this is on the enforcer's hot path. Only strings,
+    integers, booleans, None and lists of them go in, for which orjson and `json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)` give identical bytes (a unit test holds them equal).
+    """
+
+    _OPTIONS = orjson.OPT_SORT_KEYS
+
+    def encode(self, record: Mapping[str, Any]) -> str:
+        # orjson writes NaN and infinities as null: refuse them, as json's allow_nan=False did.
+        # (Top-level values only: records carry lists of field paths and kinds, never floats.)
+        for value in record.values():
+            if type(value) is float and not math.isfinite(value):
+                raise ValueError("NaN and infinity have no canonical JSON")
+        try:
+            return orjson.dumps(record, option=self._OPTIONS).decode()
+        except orjson.JSONEncodeError as exc:
+            raise TypeError(str(exc)) from exc
+
+
+_ENCODER = _Canonical()
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:

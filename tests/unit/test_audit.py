@@ -325,3 +325,22 @@ def test_sink_dead_letters_what_it_cannot_parse_and_skips_other_kinds() -> None:
     ]
     assert all(d.topic == "dlq.audit_sink" for d in result.dead)
     assert result.dead[0].value == b"\xff not json"
+
+
+def test_canonical_form_is_the_json_module_s_sorted_compact_form() -> None:
+    """The ledger's hashes must be reproducible with nothing but the standard library."""
+    import json
+
+    from streams.audit import canonical
+
+    record = {
+        "event_id": "5d0c6e7e-0000-4000-8000-000000000001",
+        "recipient": "vru_analysts",
+        "released": ["a", "b"],
+        "seq": 7,
+        "output_topic": None,
+        "ok": True,
+        "reason": "naïve café — “quoted” \\ back\nline",
+    }
+    expected = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert canonical(record) == expected
