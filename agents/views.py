@@ -25,10 +25,13 @@ Faust tables (JSON keys and values, recovered by Faust from their changelogs wit
   changelog carries a few small values per batch instead of the whole aggregate per event. The
   agent keeps a `TableAreaCounts` mirror for suppression and the API, rebuilt from the rows on
   recovery.
+Per batch (take_events, concurrency 1): work the batch out, deliver its outputs (moves, area facts,
+dead letters; blocking producer in a thread), only then write the tables, then wait for those
+changelog writes to be acknowledged; the body returns, and Faust may commit, after all of it
+(at-least-once; everything downstream is idempotent). Outputs before state: a crash between the two
+replays the batch and sends the move again, never deletes a profile whose move was not delivered.
 Table writes go through `send_changelog` with the record's own partition (a batch mixes partitions,
-so Faust's "current event" cannot choose it), and the agent waits for those deliveries and for its
-own outputs before the batch returns and Faust may commit (at-least-once; everything downstream is
-idempotent).
+so Faust's "current event" cannot choose it).
 
 Emission: a timer (`EMIT_INTERVAL`) flushes changed keys only (`agents.views_emit`), in a thread.
 HTTP: the `agents.web` routes are mounted on Faust's web server over `TableViewsReader`; requests
@@ -41,7 +44,6 @@ the partitions of the worker asked.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,7 +92,9 @@ EMIT_INTERVAL = 2.0
 PROFILES = "views_person_profiles"
 TOMBSTONES = "views_person_tombstones"
 AREA_ROWS = "views_area_rows"
-ROUTED_HEADER = "X-SharingBus-Routed"
+Runner = Callable[[list[RawRecord]], Awaitable[Any]]
+ROUTED_HEADER = "X-SharingBus-Routed"  # set on proxied requests: answer locally, never route again
+SERVED_BY_HEADER = "X-SharingBus-Served-By"  # on proxied responses: the worker that answered
 
 
 class TableStore:
@@ -105,6 +109,11 @@ class TableStore:
         return self.table.get(key)
 
     def put(self, partition: int, key: str, value: Any) -> None:
+        # Faust's memory store drops the keys of partitions it no longer owns by this map, which it
+        # fills only while recovering: record live writes too, or they would linger after a rebalance.
+        key_partition = getattr(self.table.data, "_key_partition", None)
+        if key_partition is not None:
+            key_partition[key] = partition
         if value is None:
             if key in self.table.data:
                 del self.table.data[key]
@@ -234,23 +243,23 @@ def register(
     )
     area_stage = AreaStage(counts, area_store, names)
 
-    def batch_runner(
-        label: str, stores: Sequence[TableStore]
-    ) -> Callable[[Callable[[], Any]], Awaitable[Any]]:
-        """Process, deliver outputs, confirm changelog writes; retry the batch until all of it worked.
+    def batch_runner(label: str, stage: Any, stores: Sequence[TableStore]) -> Runner:
+        """Process, deliver the outputs, then commit and confirm the table writes; retry until done.
 
-        Faust acks a batch whose body raised, so the body never raises; the batch is idempotent
-        (facts, merges, moves and area facts all are), so running it again is safe.
+        Outputs go first (a move must exist before the old profile's deletion does); the body
+        returns, and Faust may commit the input offsets, only when everything is acknowledged.
+        Faust would ack a batch whose body raised, so a failure retries the (idempotent) batch.
         """
         producer = DeliveringProducer(settings.kafka_config())
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"views-{label}")
 
-        async def run(process: Callable[[], Any]) -> Any:
+        async def run(records: list[RawRecord]) -> Any:
             loop = asyncio.get_running_loop()
             while True:
                 try:
-                    result = process()
+                    result = stage.process(records)
                     await loop.run_in_executor(executor, producer.send_all, result.outputs)
+                    stage.commit(result)
                     for store in stores:
                         await store.confirm()
                     return result
@@ -260,8 +269,8 @@ def register(
 
         return run
 
-    run_profiles = batch_runner("profiles", (profiles_store, tombs_store))
-    run_areas = batch_runner("areas", (area_store,))
+    run_profiles = batch_runner("profiles", profile_stage, (profiles_store, tombs_store))
+    run_areas = batch_runner("areas", area_stage, (area_store,))
     emit_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="views-emit")
     source = app.topic(names.link_person, names.moves, value_serializer="raw", key_serializer="raw")
     area_source = app.topic(names.area_facts, value_serializer="raw", key_serializer="raw")
@@ -270,7 +279,7 @@ def register(
     async def views(stream: faust.StreamT) -> None:
         async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
             records = [_raw_record(e) for e in events]
-            result = await run_profiles(functools.partial(profile_stage.process, records))
+            result = await run_profiles(records)
             live.facts_applied += result.applied
             live.dead_letters += result.dead
             live.last_fact_at = result.last_fact_at or live.last_fact_at
@@ -282,7 +291,7 @@ def register(
     async def views_areas(stream: faust.StreamT) -> None:
         async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
             records = [_raw_record(e) for e in events]
-            result = await run_areas(functools.partial(area_stage.process, records))
+            result = await run_areas(records)
             live.dead_letters += result.dead
             if result.weeks:
                 live.areas_version += 1
@@ -297,15 +306,19 @@ def register(
 
     area_table.on_recover(areas_recovered)
 
-    async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        tps = args[0] if args else kwargs.get("revoked", ())
-        gone = {tp.partition for tp in tps if tp.topic in (names.link_person, names.moves)}
-        if gone:
-            emitter.drop_partitions(gone)
-        if any(tp.topic == names.area_facts for tp in tps):
+    async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Forget pending emissions of partitions this worker no longer owns (their owner emits them).
+
+        The signal carries the whole new assignment (an eager rebalance revokes everything first, so
+        "revoked" is useless here); partitions kept are not recovered again, so their marks stay.
+        """
+        tps = args[0] if args else kwargs.get("assigned", ())
+        mine = {tp.partition for tp in tps if tp.topic == names.link_person}
+        emitter.drop_partitions(set(range(n)) - mine)
+        if not any(tp.topic == names.area_facts for tp in tps):
             emitter.drop_weeks()
 
-    app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]  # faust's stub is too narrow
+    app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]  # faust's stub is too narrow
 
     # --- emission ------------------------------------------------------------------------------------
     @app.timer(emit_interval)
@@ -367,7 +380,11 @@ def _routed(app: faust.App, handler: Handler, owner: Callable[[web.Request], str
                     body=body,
                     status=resp.status,
                     content_type=resp.content_type,
-                    headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+                    headers={
+                        "Cache-Control": "no-store",
+                        "X-Content-Type-Options": "nosniff",
+                        SERVED_BY_HEADER: target,
+                    },
                 )
         except (aiohttp.ClientError, TimeoutError):
             return web.json_response({"error": "the worker holding this view is unavailable"}, status=503)

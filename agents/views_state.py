@@ -164,9 +164,10 @@ def _require_key(record: RawRecord, token: str) -> None:
 
 @dataclass
 class ProfileResult:
-    """What one batch did to the person tables and what the agent must now send."""
+    """What one batch means: records to send first, then table writes (`ProfileStage.commit`)."""
 
     outputs: list[Output] = field(default_factory=list)
+    writes: list[tuple[Store, int, str, Any]] = field(default_factory=list)
     changed: dict[str, int] = field(default_factory=dict)  # profile token -> partition written
     applied: int = 0
     dead: int = 0
@@ -227,7 +228,13 @@ class ProfileStage:
         self.clock = clock
 
     def process(self, records: Sequence[RawRecord]) -> ProfileResult:
-        """Apply a batch; bad records become dead letters in `outputs`, nothing raises per record."""
+        """Work out a batch without changing the tables; bad records become dead letters in `outputs`.
+
+        The caller sends `outputs` and only then calls `commit`: a merge's move must be delivered
+        before the old profile's deletion can reach the changelog, or a crash between the two would
+        lose the profile (the replayed merge would find nothing left to move). Until `commit`,
+        running `process` again on the same records gives the same result.
+        """
         result = ProfileResult()
         batch = _Batch(self.profiles, self.tombs)
         for record in records:
@@ -254,8 +261,13 @@ class ProfileStage:
                 log.exception("views failed on %s/%d/%d", record.topic, record.partition, record.offset)
                 self._dead(record, dl.INTERNAL, type(exc).__name__, result)
             metrics.PROCESSING_TIME.labels(stage="view").observe(time.perf_counter() - started)
-        self._write(batch, result)
+        self._plan_writes(batch, result)
         return result
+
+    def commit(self, result: ProfileResult) -> None:
+        """Apply the batch's table writes (after its outputs were delivered)."""
+        for store, partition, key, value in result.writes:
+            store.put(partition, key, value)
 
     def _dead(self, record: RawRecord, reason: str, detail: str, result: ProfileResult) -> None:
         out = dl.dead_letter(record, STAGE, reason, detail)
@@ -377,19 +389,22 @@ class ProfileStage:
             onward = {"kind": "retract", "event_ids": event_ids, "person_token": tomb["moved_to"]}
             result.outputs.append(Output(self.topics.moves, tomb["moved_to"].encode(), _dumps(onward)))
 
-    def _write(self, batch: _Batch, result: ProfileResult) -> None:
+    def _plan_writes(self, batch: _Batch, result: ProfileResult) -> None:
         now = self.clock()
         for token, partition in batch.dirty_profiles.items():
             profile = batch.profiles[token]
             if profile is not None and profile.contributions:
                 rescore(profile, now, self.weights, self.half_life_days)
-                self.profiles.put(partition, token, profile.to_dict())
+                result.writes.append((self.profiles, partition, token, profile.to_dict()))
             elif self.profiles.get(token) is not None:
-                self.profiles.put(partition, token, None)
+                result.writes.append((self.profiles, partition, token, None))
             result.changed[token] = partition
         for token, partition in batch.dirty_tombs.items():
-            tomb = batch.tombs[token]
-            self.tombs.put(partition, token, {"moved_to": tomb["moved_to"], "erased": sorted(tomb["erased"])})
+            tomb = {
+                "moved_to": batch.tombs[token]["moved_to"],
+                "erased": sorted(batch.tombs[token]["erased"]),
+            }
+            result.writes.append((self.tombs, partition, token, tomb))
 
 
 def row_key(area: str, week: str) -> str:
@@ -460,10 +475,16 @@ class AreaStage:
 
     def __init__(self, counts: TableAreaCounts, store: Store, topics: ViewsTopics) -> None:
         self.counts, self.store, self.topics = counts, store, topics
+        self._dirty: set[tuple[str, str]] = set()  # rows changed in the mirror, not yet in the table
 
     def process(self, records: Sequence[RawRecord]) -> AreaResult:
+        """Count a batch in the mirror; the changed rows stay pending until `commit` writes them.
+
+        The mirror changes at once, so a batch run again counts nothing twice and the rows it
+        changed the first time are still pending: a retried batch loses no table write.
+        """
         result = AreaResult()
-        dirty: set[tuple[str, str]] = set()
+        dirty = self._dirty
         for record in records:
             try:
                 doc = _parse(record.value)
@@ -486,10 +507,14 @@ class AreaStage:
             except Exception as exc:
                 log.exception("views area failed on %s/%d/%d", record.topic, record.partition, record.offset)
                 self._dead(record, dl.INTERNAL, type(exc).__name__, result)
-        for area, week in dirty:
-            self.store.put(AREA_PARTITION, row_key(area, week), self.counts.row(area, week))
-            result.weeks.add(week)
+        result.weeks = {week for _, week in dirty}
         return result
+
+    def commit(self, result: AreaResult) -> None:
+        """Write every pending row (one small value per (area, week)) to the table."""
+        for area, week in sorted(self._dirty):
+            self.store.put(AREA_PARTITION, row_key(area, week), self.counts.row(area, week))
+        self._dirty.clear()
 
     def _dead(self, record: RawRecord, reason: str, detail: str, result: AreaResult) -> None:
         out = dl.dead_letter(record, STAGE, reason, detail)

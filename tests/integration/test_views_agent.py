@@ -23,7 +23,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from agents.views import token_partition
+from agents.views import SERVED_BY_HEADER, token_partition
 from agents.views_state import publish_week, row_key
 from streams import topics
 from streams.admin import partition_counts
@@ -211,6 +211,10 @@ def test_views_agent_end_to_end(
         shown = [v for row in areas["cells"] for v in row] + areas["row_totals"] + areas["col_totals"]
         assert all(v is None or v == 0 or v >= THRESHOLD for v in shown)
         assert any(v is not None and v >= THRESHOLD for v in shown)
+        trend = dict(map(tuple, _get(worker, "/api/trends").json()["trends"]["weapon_carrying"]))
+        assert trend[s.week] == areas["col_totals"][areas["cols"].index("weapon_carrying")]
+        health = _get(worker, "/api/health").json()
+        assert health["status"] == "ok" and health["facts_applied"] >= 15 and health["dead_letters"] >= 2
 
         # --- dead letters, with their reasons ---------------------------------------------------------
         dead = [
@@ -321,3 +325,45 @@ def test_views_agent_end_to_end(
         _wait("the area count of the new fact", recounted, worker=worker)
     finally:
         worker.stop()
+
+
+def test_keyed_views_are_answered_by_the_owning_worker(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Two workers split the partitions; either answers for any token or the areas, proxying to the owner."""
+    settings = settings_factory(suppression_threshold=THRESHOLD, topic_partitions=PARTITIONS)
+    KeyRing.load_or_create(settings.keyring_path)
+    s = Scenario()
+    tokens: dict[int, str] = {}
+    while len(tokens) < PARTITIONS:  # one person on every partition
+        token = _token()
+        tokens.setdefault(token_partition(token, PARTITIONS), token)
+    first = start_worker(settings, tmp_path / "logs", name="first")
+    second = start_worker(settings, tmp_path / "logs", name="second", wait=False)
+    try:
+        second.wait_ready()
+        _wait("both workers ready after the rebalance", lambda: first.ready() and second.ready())
+        facts = [s.fact(str(i), t, ["weapon_carrying"], s.x, TVP) for i, t in enumerate(tokens.values())]
+        _produce(settings, topics.LINK_PERSON, facts)
+        for token in tokens.values():
+
+            def both(token: str = token) -> list[httpx.Response] | None:
+                replies = [_get(w, f"/api/persons/{token}") for w in (first, second)]
+                return replies if all(r.status_code == 200 for r in replies) else None
+
+            replies = _wait(f"{token} on both workers", both)
+            assert replies[0].json() == replies[1].json()
+            assert replies[0].json()["factors"]["weapon_carrying"]["count"] == 1
+            served_by = [r.headers.get(SERVED_BY_HEADER) for r in replies]
+            # exactly one worker owns the token; the other proxied the request to it
+            assert served_by == ([None, first.url] if served_by[0] is None else [second.url, None])
+        _wait(
+            "the areas",
+            lambda: all(_get(w, f"/api/areas?week={s.week}").json()["rows"] for w in (first, second)),
+        )
+        areas = [_get(w, f"/api/areas?week={s.week}") for w in (first, second)]
+        assert areas[0].json() == areas[1].json() and areas[0].json()["rows"] == [s.x]
+        assert [r.headers.get(SERVED_BY_HEADER) is None for r in areas].count(True) == 1
+    finally:
+        second.stop()
+        first.stop()

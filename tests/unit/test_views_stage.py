@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from agents.views_avro import SCHEMA_DIR
 from agents.views_state import (
     AreaStage,
     MemoryStore,
+    ProfileResult,
     ProfileStage,
     TableAreaCounts,
     ViewsTopics,
@@ -47,9 +49,18 @@ def rec(doc: Any, key: str | None, topic: str = NAMES.link_person, partition: in
     return RawRecord(topic, partition, 0, key.encode() if key else None, value)
 
 
+class Stage(ProfileStage):
+    """process + commit, as the agent runs them once the outputs are delivered."""
+
+    def process(self, records: Sequence[RawRecord]) -> ProfileResult:
+        result = super().process(records)
+        self.commit(result)
+        return result
+
+
 def stage() -> tuple[ProfileStage, MemoryStore, MemoryStore]:
     profiles, tombs = MemoryStore(), MemoryStore()
-    return ProfileStage(profiles, tombs, WEIGHTS, NAMES, clock=lambda: NOW), profiles, tombs
+    return Stage(profiles, tombs, WEIGHTS, NAMES, clock=lambda: NOW), profiles, tombs
 
 
 def on(topic: str, outputs: list[Output]) -> list[dict[str, Any]]:
@@ -81,7 +92,11 @@ def test_merge_moves_the_profile_to_the_new_tokens_partition_idempotently() -> N
     s, profiles, tombs = stage()
     s.process([rec(fact("e1", "p.old", ["weapon_carrying"], partner="tvp"), "p.old", partition=1)])
     s.process([rec(fact("e2", "p.new", ["school_exclusion"]), "p.new", partition=2)])
-    merged = s.process([rec({"kind": "merge", "from": "p.old", "into": "p.new"}, "p.old", partition=1)])
+    merge_record = rec({"kind": "merge", "from": "p.old", "into": "p.new"}, "p.old", partition=1)
+    unsent = ProfileStage.process(s, [merge_record])  # worked out, but the move was never delivered
+    assert "p.old" in profiles.data  # so nothing changed: a retry (or a replay) sends the move again
+    merged = s.process([merge_record])
+    assert [o.value for o in merged.outputs] == [o.value for o in unsent.outputs]
     assert "p.old" not in profiles.data and profiles.partitions["p.old"] == 1
     assert tombs.data["p.old"]["moved_to"] == "p.new"
     moves = [o for o in merged.outputs if o.topic == NAMES.moves]
@@ -150,7 +165,11 @@ def test_area_stage_counts_distinct_events_per_row_and_erases() -> None:
         fact("e2", None, ["weapon_carrying", "school_exclusion"], district="RG2"),
         fact("e3", "p.c", ["school_exclusion"], at="2026-03-17T09:00:00+00:00"),
     ]
-    result = area.process([rec(f, f["event_id"], NAMES.area_facts) for f in facts])
+    batch = [rec(f, f["event_id"], NAMES.area_facts) for f in facts]
+    result = area.process(batch)
+    assert store.data == {}  # nothing reaches the table before commit
+    assert area.process(batch).weeks == result.weeks  # a retried batch still writes its rows
+    area.commit(result)
     assert result.weeks == {"2026-W11", "2026-W12"}
     expected = AreaCounts.of(facts)
     assert (
@@ -169,7 +188,7 @@ def test_area_stage_counts_distinct_events_per_row_and_erases() -> None:
     rebuilt = TableAreaCounts("district")
     rebuilt.reload((tuple(k.split("|")), v) for k, v in store.data.items())  # type: ignore[misc]
     assert rebuilt.to_dict() == area.counts.to_dict()
-    area.process([rec({"kind": "retract", "event_ids": ["e2"]}, "e2", NAMES.area_facts)])
+    area.commit(area.process([rec({"kind": "retract", "event_ids": ["e2"]}, "e2", NAMES.area_facts)]))
     assert row_key("RG2", "2026-W11") not in store.data and area.counts.table("2026-W11") == {
         "RG1": {"weapon_carrying": 1}
     }
