@@ -12,7 +12,9 @@ writing the token's state on a partition that does not own it.
 
 Tombstones (`{"moved_to": token|None, "erased": [event key hex]}`) remember where a merged token
 went and which events were erased for a token, so that an erasure follows a profile that has moved,
-and a profile still in flight on the moves topic cannot bring an erased event back.
+and a profile still in flight on the moves topic cannot bring an erased event back. A move that
+reaches a merged token follows its `moved_to` (a chain of merges while it was in flight); a token it
+has already passed through ends the chain there (a merge back, A->B then B->A, revives the token).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 STAGE = "views"
 AREA_PARTITION = 0
 ROW_SEP = "|"
+MAX_HOPS = 16  # a move forwarded along this many merged tokens stops: a cycle (A->B, B->A) ends here
 _AREA_FIELDS = ("event_id", "subject_index", "factors", "area", "occurred_at")
 
 __all__ = [
@@ -347,10 +350,13 @@ class ProfileStage:
         if not isinstance(erased, list) or (moved_raw is not None and not isinstance(moved_raw, dict)):
             raise BadRecord(dl.VALIDATION, "move needs a profile object and an erased list")
         onward = batch.tomb(target)["moved_to"]
+        path = [str(t) for t in doc.get("path") or []]
         if erased:
             batch.touch_tomb(target, record.partition)["erased"].update(str(e) for e in erased)
-        if onward:  # `target` itself was merged on while this move was in flight: follow it
-            forwarded = dict(doc, into=onward, erased=sorted(batch.erased(target)))
+        if onward and (onward in path or len(path) >= MAX_HOPS):
+            batch.touch_tomb(target, record.partition)["moved_to"] = None  # merged back: alive again
+        elif onward:  # `target` itself was merged on while this move was in flight: follow it
+            forwarded = dict(doc, into=onward, erased=sorted(batch.erased(target)), path=[*path, target])
             result.outputs.append(Output(self.topics.moves, onward.encode(), _dumps(forwarded)))
             return
         if moved_raw is None:

@@ -114,6 +114,26 @@ def test_merge_moves_the_profile_to_the_new_tokens_partition_idempotently() -> N
     assert counts(profiles, "p.new") == {"weapon_carrying": 1, "school_exclusion": 1, "gang_association": 1}
 
 
+def test_a_merge_back_does_not_bounce_between_the_two_tokens() -> None:
+    s, profiles, tombs = stage()
+    s.process([rec(fact("e1", "p.a", ["weapon_carrying"]), "p.a")])
+    there = s.process([rec({"kind": "merge", "from": "p.a", "into": "p.b"}, "p.a")])
+    move_ab = next(o for o in there.outputs if o.topic == NAMES.moves)
+    # before the move lands, the linker merges p.b back into p.a
+    back = s.process([rec({"kind": "merge", "from": "p.b", "into": "p.a"}, "p.b")])
+    assert not [o for o in back.outputs if o.topic == NAMES.moves]  # p.b had nothing yet
+    hops = 0
+    pending = [move_ab]
+    while pending and hops < 5:
+        out = pending.pop()
+        result = s.process([RawRecord(NAMES.moves, 0, 0, out.key, out.value)])
+        pending += [o for o in result.outputs if o.topic == NAMES.moves]
+        hops += 1
+    assert not pending and hops <= 3
+    assert set(profiles.data) == {"p.a"} and counts(profiles, "p.a") == {"weapon_carrying": 1}
+    assert tombs.data["p.a"]["moved_to"] is None  # alive again
+
+
 def test_erasure_follows_moves_and_blocks_a_profile_in_flight() -> None:
     s, profiles, tombs = stage()
     s.process([rec(fact("e1", "p.old", ["weapon_carrying"]), "p.old")])
