@@ -194,7 +194,8 @@ def register(
                     await asyncio.sleep(1.0)
 
     async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        if any(tp.topic == topics.LINK_IDENTIFIERS for tp in kwargs.get("revoked", ())):
+        revoked = args[0] if args else kwargs.get("revoked", ())  # Faust passes it positionally
+        if any(tp.topic == topics.LINK_IDENTIFIERS for tp in revoked):
             stage.invalidate()
 
     app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]  # faust's stub is too narrow
