@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+from faust.types import TP
 
+from streams import metrics
 from streams.deadletter import RawRecord
 from streams.enforcement import Enforcer
 from streams.link_facts import VaultBuffer
@@ -34,6 +36,20 @@ def _raw_record(event: Any) -> RawRecord:
     if isinstance(headers, dict):
         headers = list(headers.items())
     return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))
+
+
+def _record_lag(app: faust.App, records: list[RawRecord]) -> None:
+    """Consumer lag per input partition: the fetch high watermark (right on Tansu, unlike
+    ListOffsets) minus the next offset to process."""
+    positions: dict[tuple[str, int], int] = {}
+    for r in records:
+        positions[(r.topic, r.partition)] = max(positions.get((r.topic, r.partition), -1), r.offset + 1)
+    for (topic, partition), position in positions.items():
+        try:
+            highwater = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # consumer not started or partition just revoked
+            continue
+        metrics.set_consumer_lag(topic, partition, highwater, position)
 
 
 def register(
@@ -83,6 +99,7 @@ def register(
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):  # type: ignore[attr-defined]
             records = [_raw_record(e) for e in events]
             await loop.run_in_executor(executor, run_batch, records)
+            _record_lag(app, records)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:

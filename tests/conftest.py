@@ -96,31 +96,33 @@ def topic_factory(settings: Settings) -> Callable[..., str]:
     return make
 
 
-@pytest.fixture
-def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Settings]]:
-    """An isolated bus per call: its own Tansu broker, registry and PostgreSQL database.
+class StackPool:
+    """Isolated buses: each `make()` starts its own Tansu broker, registry and PostgreSQL database.
 
     Raw, shared and audit topic names are fixed by the catalogue, so tests that run workers must
     not share a broker (two enforcer groups on one raw partition would interleave one audit chain).
     Tansu and the registry start in well under a second, so isolation is cheap.
     """
-    from streams.keys import KeyRing
-    from streams.registry import EmbeddedRegistry
 
-    brokers: list[EmbeddedBroker] = []
-    registries: list[Any] = []
-    databases: list[str] = []
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._brokers: list[EmbeddedBroker] = []
+        self._registries: list[Any] = []
+        self._databases: list[str] = []
 
-    def make(**overrides: Any) -> Settings:
+    def make(self, **overrides: Any) -> Settings:
+        from streams.keys import KeyRing
+        from streams.registry import EmbeddedRegistry
+
         b = EmbeddedBroker().start()
-        brokers.append(b)
+        self._brokers.append(b)
         reg = EmbeddedRegistry(bootstrap=b.bootstrap).start()
-        registries.append(reg)
+        self._registries.append(reg)
         name = f"sharingbus_stack_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        databases.append(name)
-        base = tmp_path_factory.mktemp("stack")
+        self._databases.append(name)
+        base = self._tmp.mktemp("stack")
         values: dict[str, Any] = {
             "bootstrap_servers": b.bootstrap,
             "schema_registry_url": reg.url,
@@ -134,11 +136,27 @@ def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         KeyRing.load_or_create(settings.keyring_path)
         return settings
 
-    yield make
-    for reg in registries:
-        reg.stop()
-    for b in brokers:
-        b.stop()
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        for name in databases:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    def close(self) -> None:
+        for reg in self._registries:
+            reg.stop()
+        for b in self._brokers:
+            b.stop()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            for name in self._databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Settings]]:
+    """`make(**settings_overrides) -> Settings` of a fresh isolated bus (see StackPool)."""
+    pool = StackPool(tmp_path_factory)
+    yield pool.make
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def module_stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Settings]]:
+    """Like `stack_factory`, shared by the tests of one module (start one worker, test it often)."""
+    pool = StackPool(tmp_path_factory)
+    yield pool.make
+    pool.close()

@@ -7,6 +7,7 @@ letters are audited, and an edited agreement takes effect without a restart.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -16,9 +17,9 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -79,11 +80,16 @@ def _decoded(settings: Settings, topic: str) -> Iterator[tuple[bytes, dict[str, 
         yield msg.value(), decode(msg.value(), cache)[1]
 
 
-@pytest.fixture
-def stack(stack_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[tuple[Settings, WorkerProcess]]:
+@pytest.fixture(scope="module")
+def stack(
+    module_stack_factory: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, WorkerProcess]]:
+    """One bus and one worker for the module. Tests publish their own events (own seeds) and
+    check them by event id; the agreement-editing test runs last (file order)."""
+    tmp_path = tmp_path_factory.mktemp("e2e")
     agreements = tmp_path / "agreements"
     shutil.copytree(ROOT / "agreements", agreements)
-    settings = stack_factory(agreements_dir=agreements)
+    settings = module_stack_factory(agreements_dir=agreements)
     worker = start_worker(settings, tmp_path / "logs")
     try:
         yield settings, worker
@@ -109,6 +115,8 @@ def test_each_recipient_receives_exactly_what_its_agreement_allows(
     for raw_topic in _topics(settings, "raw."):
         partner, event_type = topics.parse_raw(raw_topic)
         for _, event in _decoded(settings, raw_topic):
+            if str(event["envelope"]["event_id"]) not in ids:
+                continue
             for plan in planset.plans_for(event_type, partner):
                 decision = plan.apply(event)
                 if decision.outcome == "shared":
@@ -118,7 +126,8 @@ def test_each_recipient_receives_exactly_what_its_agreement_allows(
     received: dict[str, dict[str, Any]] = defaultdict(dict)
     for topic in _topics(settings, "shared."):
         for _, record in _decoded(settings, topic):
-            received[topic][str(record["envelope"]["event_id"])] = record
+            if str(record["envelope"]["event_id"]) in ids:
+                received[topic][str(record["envelope"]["event_id"])] = record
     assert set(received) == set(expected)
     for topic, outputs in expected.items():
         assert received[topic].keys() == outputs.keys(), topic
@@ -130,6 +139,7 @@ def test_each_recipient_receives_exactly_what_its_agreement_allows(
             assert got == want, (topic, event_id)
 
     # One decision per (event, recipient with a plan), plus one default-deny record per event.
+    audit = [r for r in audit if r["event_id"] in ids]
     per_event = Counter(r["event_id"] for r in audit if r["recipient"] == "*")
     assert set(per_event) == ids and set(per_event.values()) == {1}
     shared = {(r["event_id"], r["output_topic"]) for r in audit if r["outcome"] == "shared"}
@@ -216,36 +226,6 @@ def test_hostile_records_are_dead_lettered_with_their_reason(stack: tuple[Settin
     assert "Crashed reason" not in worker.log()
 
 
-def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Settings, WorkerProcess]) -> None:
-    settings, worker = stack
-    sim = Simulation(seed=14, people=150)
-    exclusions = [e for p, t, e in sim.events(2000) if t == "education.exclusion" and p == "reading_schools"]
-    exclusions = [e for e in exclusions if e.get("exclusion_type") in ("PERMANENT", "SUSPENSION")][:10]
-    assert len(exclusions) >= 4
-    first, second = exclusions[:2], exclusions[2:]
-    before = set(_publish(settings, [("reading_schools", "education.exclusion", e) for e in first]))
-    _wait_decided(settings, before)
-    path = settings.agreements_dir / "education-yjs.yaml"
-    text = path.read_text()
-    assert "      reason: keep\n" in text
-    path.write_text(text.replace("      reason: keep\n", "", 1).replace('version: "1.0"', 'version: "1.1"'))
-    time.sleep(3.0)  # the watcher looks at most every 2 s
-    after = set(_publish(settings, [("reading_schools", "education.exclusion", e) for e in second]))
-    audit = _wait_decided(settings, after)
-    topic = topics.shared("reading_yjs_team", "education.exclusion")
-    by_id = {str(r["envelope"]["event_id"]): r for _, r in _decoded(settings, topic)}
-    assert all("reason" in by_id[i] for i in before if i in by_id)
-    assert [i for i in after if i in by_id], "the edited agreement still shares exclusions"
-    assert all("reason" not in by_id[i] for i in after if i in by_id)
-    versions = {
-        r["agreement_version"]
-        for r in audit
-        if r["event_id"] in after and r["recipient"] == "reading_yjs_team"
-    }
-    assert versions == {"1.1"}
-    assert worker.proc.poll() is None
-
-
 def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, WorkerProcess]) -> None:
     settings, _ = stack
     sim = Simulation(seed=15, people=100)
@@ -275,9 +255,72 @@ def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, 
     # The owners' own identifiers went to the re-identification vault (and nowhere else).
     with psycopg.connect(settings.postgres_dsn) as conn:
         rows = conn.execute("SELECT DISTINCT event_id::text, partner FROM vault_identities").fetchall()
-    assert rows and {event_id for event_id, _ in rows} <= ids
+    rows = [(event_id, partner) for event_id, partner in rows if event_id in ids]
+    assert rows
     assert all(owner[event_id] == partner for event_id, partner in rows)
     anonymous = {
         i for i, (_, t, _) in zip(published, events, strict=True) if t == "health.ed_assault_attendance"
     }
     assert not anonymous & {event_id for event_id, _ in rows}
+
+
+def test_key_material_never_reaches_a_topic_or_a_log(stack: tuple[Settings, WorkerProcess]) -> None:
+    settings, worker = stack
+    sim = Simulation(seed=16, people=100)
+    ids = set(_publish(settings, list(sim.events(200))))
+    _wait_decided(settings, ids)
+    ring = json.loads(settings.keyring_path.read_text())
+    secrets = [entry["secret"] for entry in ring["keys"].values()]
+    needles = [s.encode() for s in secrets] + [base64.b64decode(s) for s in secrets]
+    assert needles and all(len(n) >= 16 for n in needles)
+    scanned = 0
+    for topic in _topics(settings, ""):
+        for msg in read_to_end(settings.kafka_config(), topic):
+            blob = (
+                (msg.key() or b"") + (msg.value() or b"") + b"".join(v or b"" for _, v in msg.headers() or [])
+            )
+            assert not any(n in blob for n in needles), topic
+            scanned += 1
+    assert scanned > len(ids)
+    log = worker.log().encode()
+    assert log and not any(n in log for n in needles)
+
+
+def test_consumer_lag_is_exported_per_input_partition(stack: tuple[Settings, WorkerProcess]) -> None:
+    settings, worker = stack
+    ids = set(_publish(settings, list(Simulation(seed=17, people=50).events(100))))
+    _wait_decided(settings, ids)
+    body = httpx.get(f"{worker.url}/metrics", timeout=5).text
+    lags = [line for line in body.splitlines() if line.startswith("sharingbus_consumer_lag{")]
+    assert lags and all(line.split("topic=")[1].startswith('"raw.') for line in lags)
+    assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lags)
+
+
+def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Settings, WorkerProcess]) -> None:
+    settings, worker = stack
+    sim = Simulation(seed=14, people=150)
+    exclusions = [e for p, t, e in sim.events(2000) if t == "education.exclusion" and p == "reading_schools"]
+    exclusions = [e for e in exclusions if e.get("exclusion_type") in ("PERMANENT", "SUSPENSION")][:10]
+    assert len(exclusions) >= 4
+    first, second = exclusions[:2], exclusions[2:]
+    before = set(_publish(settings, [("reading_schools", "education.exclusion", e) for e in first]))
+    _wait_decided(settings, before)
+    path = settings.agreements_dir / "education-yjs.yaml"
+    text = path.read_text()
+    assert "      reason: keep\n" in text
+    path.write_text(text.replace("      reason: keep\n", "", 1).replace('version: "1.0"', 'version: "1.1"'))
+    time.sleep(3.0)  # the watcher looks at most every 2 s
+    after = set(_publish(settings, [("reading_schools", "education.exclusion", e) for e in second]))
+    audit = _wait_decided(settings, after)
+    topic = topics.shared("reading_yjs_team", "education.exclusion")
+    by_id = {str(r["envelope"]["event_id"]): r for _, r in _decoded(settings, topic)}
+    assert all("reason" in by_id[i] for i in before if i in by_id)
+    assert [i for i in after if i in by_id], "the edited agreement still shares exclusions"
+    assert all("reason" not in by_id[i] for i in after if i in by_id)
+    versions = {
+        r["agreement_version"]
+        for r in audit
+        if r["event_id"] in after and r["recipient"] == "reading_yjs_team"
+    }
+    assert versions == {"1.1"}
+    assert worker.proc.poll() is None
