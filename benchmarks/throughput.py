@@ -784,7 +784,7 @@ def main(argv: list[str] | None = None) -> None:
         print(summarise_profile(args.profile))
     print(
         f"  total run time {time.monotonic() - started:.0f}s; load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after (above ~1.2 on 2 CPUs, something else competed)"
+        f"{os.getloadavg()[0]:.2f} after (before > 0.5: something else was using the CPUs)"
     )
     if "b" in results and "c" in results:
         print(f"c/b: {results['c']['eps'] / results['b']['eps']:.2f}")
