@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from agents import recovery_fix
 from streams.logs import logging_config
 from streams.security import faust_credentials
 from streams.settings import Settings
@@ -16,7 +17,9 @@ def create_app(settings: Settings) -> faust.App:
     instead of silently acked), explicit partition counts (Tansu auto-creates 4), Faust's table-
     over-HTTP views off, and at-least-once (Faust's exactly_once does not work on Tansu).
     """
-    return faust.App(
+    recovery_fix.install(settings.kafka_config())
+    recovery_fix.lower_fetch_wait(settings.fetch_max_wait_ms)
+    app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -43,3 +46,4 @@ def create_app(settings: Settings) -> faust.App:
         worker_redirect_stdouts=False,
         datadir=str(settings.data_dir / "faust"),
     )
+    return app

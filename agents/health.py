@@ -20,8 +20,15 @@ from streams import metrics
 class Readiness:
     """Cached readiness checks (the registry probe is a blocking HTTP call: run it off the loop)."""
 
-    def __init__(self, app: faust.App, registry_reachable: Callable[[], bool], ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        registry_reachable: Callable[[], bool],
+        ttl: float = 5.0,
+        extra: dict[str, Callable[[], bool]] | None = None,
+    ) -> None:
         self.app = app
+        self._extra = extra or {}
         self._registry_reachable = registry_reachable
         self._ttl = ttl
         self._registry_ok = False
@@ -44,6 +51,7 @@ class Readiness:
             "recovery_complete": recovery.completed.is_set() and not recovery.in_recovery,
             "registry_reachable": await self.registry_ok(),
         }
+        checks.update({name: check() for name, check in self._extra.items()})
         ready = all(checks.values())
         metrics.READY.set(1 if ready else 0)
         return {"ready": ready, "checks": checks, "assigned_partitions": assigned}

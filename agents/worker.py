@@ -76,24 +76,26 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
     producer = DeliveringProducer(kafka_config)
     app = app_module.create_app(settings)
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
-    enforcer_agent.register(app, raw_topics, enforcer, producer, vault)
+    run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault)
+    extra_checks = {}
+    if settings.enforcer_consumer == "batched":
+        batched = enforcer_agent.register_batched(app, settings, raw_topics, run_batch)
+        extra_checks["enforcer_consuming"] = lambda: batched.alive
+    else:
+        enforcer_agent.register_agent(app, raw_topics, run_batch)
     if extra_agents:
         _register_downstream(app, settings)
-    health.register(app, health.Readiness(app, schemas.reachable))
+    health.register(app, health.Readiness(app, schemas.reachable, extra=extra_checks))
     metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
     metrics.set_worker_info(settings.consumer_group)
     return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
 
 
 def _register_downstream(app: faust.App, settings: Settings) -> None:
-    from agents import audit_sink, linker
+    from agents import audit_sink, linker, views
 
     audit_sink.register(app, settings)
     linker.register(app, settings)
-    try:  # TEMPORARY until agents/views.py lands
-        from agents import views  # type: ignore[attr-defined]
-    except ImportError:
-        return
     views.register(app, settings)
 
 
