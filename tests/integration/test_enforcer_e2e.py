@@ -324,3 +324,19 @@ def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Setting
     }
     assert versions == {"1.1"}
     assert worker.proc.poll() is None
+
+
+def test_the_faust_agent_path_decides_every_event_too(
+    stack_factory: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SHARINGBUS_ENFORCER_CONSUMER=faust: the same engine behind a Faust agent (take_events)."""
+    settings = stack_factory(enforcer_consumer="faust")
+    worker = start_worker(settings, tmp_path_factory.mktemp("faust-mode"))
+    try:
+        ids = set(_publish(settings, list(Simulation(seed=18, people=100).events(200))))
+        audit = _wait_decided(settings, ids)
+        assert {r["event_id"] for r in audit if r["recipient"] == "*"} == ids
+        assert any(r["outcome"] == "shared" for r in audit)
+        assert "enforcer" in worker.log() and worker.proc.poll() is None
+    finally:
+        worker.stop()
