@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import faust
 
 from agents import app as app_module
+from agents import audit_sink, health
 from agents import enforcer as enforcer_agent
-from agents import health
 from streams import metrics
 from streams.admin import ensure_topics
 from streams.agreements import PlanWatcher
@@ -83,6 +83,9 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
         extra_checks["enforcer_consuming"] = lambda: batched.alive
     else:
         enforcer_agent.register_agent(app, raw_topics, run_batch)
+    # The audit sink always runs: the ledger in PostgreSQL is part of the enforcer's promise (and
+    # gives Faust's conductor a subscription when the enforcer uses its own consumer).
+    audit_sink.register(app, settings)
     if extra_agents:
         _register_downstream(app, settings)
     health.register(app, health.Readiness(app, schemas.reachable, extra=extra_checks))
@@ -92,9 +95,8 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
 
 
 def _register_downstream(app: faust.App, settings: Settings) -> None:
-    from agents import audit_sink, linker, views
+    from agents import linker, views
 
-    audit_sink.register(app, settings)
     linker.register(app, settings)
     views.register(app, settings)
 
