@@ -24,6 +24,7 @@ from streams.keys import KeyRing
 from streams.link_facts import VaultBuffer, make_link_facts
 from streams.producer import DeliveringProducer
 from streams.registry_client import RegistrySchemas, registry_client
+from streams.rights import build_rights
 from streams.settings import Settings
 from streams.topology import DLQ_STAGES, bus_topics
 from streams.vault import Vault
@@ -72,6 +73,7 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
         audit_partitions=audit_partitions,
         recover_chains=lambda ids: recover_chains(kafka_config, ids, audit_partitions),
         link_facts=make_link_facts(settings, catalogue, keyring, vault),
+        rights=build_rights(settings, catalogue, keyring),
     )
     producer = DeliveringProducer(kafka_config)
     app = app_module.create_app(settings)

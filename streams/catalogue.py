@@ -29,6 +29,7 @@ from streams import topics
 from streams.errors import ConfigurationError
 
 __all__ = [
+    "BUS_SECTOR",
     "SECTORS",
     "Catalogue",
     "EventType",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 SECTORS = ("police", "health", "education", "social_care", "probation", "youth_justice", "housing")
+BUS_SECTOR = "bus"  # bus-level event types (data subject requests): any partner may publish them
 NAMESPACE = "sharingbus.events"
 TAG_VALUES: dict[str, frozenset[str]] = {
     "pii": frozenset({"direct", "quasi", "free_text"}),
@@ -184,8 +186,10 @@ def _read_json(file: Path) -> Any:
 def _load_event_type(schemas_dir: Path, file: Path) -> EventType:
     name = file.stem
     m = _EVENT_TYPE.match(name)
-    if m is None or m.group("sector") not in SECTORS:
-        raise ConfigurationError(f"{file}: file name must be <sector>.<name>.avsc with sector in {SECTORS}")
+    if m is None or m.group("sector") not in (*SECTORS, BUS_SECTOR):
+        raise ConfigurationError(
+            f"{file}: file name must be <sector>.<name>.avsc with sector in {(*SECTORS, BUS_SECTOR)}"
+        )
     raw = _read_json(file)
     if not isinstance(raw, dict) or raw.get("type") != "record":
         raise ConfigurationError(f"{file}: top level must be an Avro record")
@@ -346,7 +350,7 @@ def _load_partners(file: Path, event_types: Mapping[str, EventType]) -> dict[str
         for et in types:
             if et not in event_types:
                 raise ConfigurationError(f"{where}.event_types: unknown event type {et!r}")
-            if event_types[et].sector != sector:
+            if event_types[et].sector not in (sector, BUS_SECTOR):
                 raise ConfigurationError(f"{where}.event_types: {et} is not a {sector} event type")
         partners[pid] = Partner(pid, str(spec.get("name") or pid), sector, frozenset(types))
     return partners

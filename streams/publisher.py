@@ -194,6 +194,8 @@ class _Coercer:
                 return self._record(t, v, path, problems)
             if kind == "array":
                 return self._array(t, v, path, problems)
+            if kind == "map":
+                return self._map(t, v, path, problems)
             if v is None:
                 raise ValueError("must not be empty" if kind != "null" else "")
             if logical is None and kind == "string" and isinstance(v, str):
@@ -264,6 +266,11 @@ class _Coercer:
         if not isinstance(v, list | tuple):
             raise TypeError(f"must be a list, not {type(v).__name__}")
         return [self.value(t["items"], item, f"{path}[{i}]", problems) for i, item in enumerate(v)]
+
+    def _map(self, t: Mapping[str, Any], v: Any, path: str, problems: list[tuple[str, str]]) -> Any:
+        if not isinstance(v, Mapping):
+            raise TypeError(f"must be a mapping, not {type(v).__name__}")
+        return {str(k): self.value(t["values"], item, f"{path}{{{k}}}", problems) for k, item in v.items()}
 
 
 def _join(path: str, name: str) -> str:

@@ -22,6 +22,9 @@ COMMAND_MODULES = [
     "schemas",
     "publish",
     "simulate",
+    "request",
+    "subject_access",
+    "retention",
 ]
 
 app = typer.Typer(

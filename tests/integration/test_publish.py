@@ -75,6 +75,9 @@ def test_every_event_type_round_trips_through_broker_and_registry(settings: Sett
     first: dict[str, tuple[str, dict[str, Any]]] = {}
     for partner, event_type, event in Simulation(21, 800, now=NOW).events(3000):
         first.setdefault(event_type, (partner, event))
+    request = {"envelope": {"occurred_at": NOW, "recorded_at": NOW}, "kind": "rectify", "reason": "asked"}
+    request |= {"event_ids": [str(uuid.uuid4())], "corrections": {"reason": '"OTHER"'}, "requester": "p:dpo"}
+    first["bus.subject_request"] = ("reading_schools", request)  # requests are not simulated
     assert set(first) == set(catalogue.event_types)
     sent = {}
     publishers = {p: Publisher(settings, p, catalogue) for p, _ in first.values()}

@@ -12,7 +12,7 @@ import pytest
 from fastavro.schema import load_schema
 
 from streams import topics
-from streams.catalogue import SECTORS, load_catalogue
+from streams.catalogue import BUS_SECTOR, SECTORS, load_catalogue
 from streams.errors import ConfigurationError
 from streams.settings import ROOT
 
@@ -33,6 +33,7 @@ DOMAIN_EVENT_TYPES = {
     "housing.homelessness_case",
 }
 PROTECTIVE = {"education.attendance_recovered", "youth_justice.programme_engagement"}
+BUS = {"bus.subject_request"}  # data subject requests, published by every partner
 
 
 @pytest.fixture
@@ -56,8 +57,8 @@ def _walk_types(t: Any) -> Iterator[dict[str, Any]]:
 
 def test_every_domain_event_type_and_protective_event_is_catalogued() -> None:
     cat = load_catalogue(SCHEMAS)
-    assert set(cat.event_types) == DOMAIN_EVENT_TYPES | PROTECTIVE
-    assert all(et.sector in SECTORS for et in cat.event_types.values())
+    assert set(cat.event_types) == DOMAIN_EVENT_TYPES | PROTECTIVE | BUS
+    assert all(et.sector in (*SECTORS, BUS_SECTOR) for et in cat.event_types.values())
 
 
 def test_event_shape_follows_the_contract() -> None:
@@ -117,7 +118,8 @@ def test_partners_publish_only_their_sectors_event_types() -> None:
     assert {p.sector for p in cat.partners.values()} == set(SECTORS)
     for p in cat.partners.values():
         assert "." not in p.id
-        assert all(cat.event_type(et).sector == p.sector for et in p.event_types)
+        assert all(cat.event_type(et).sector in (p.sector, BUS_SECTOR) for et in p.event_types)
+        assert p.event_types >= BUS
     published = {et for p in cat.partners.values() for et in p.event_types}
     assert published == set(cat.event_types)
     topic_list = cat.raw_topics()
