@@ -514,6 +514,8 @@ def test_rectification_restriction_and_retention(stack: tuple[Settings, WorkerPr
     # the views, the sink and the vault forget every event.
     ben_person = person_of(settings, ben_later)
     wait_for(lambda: sink_factors(settings, ben_person).get("school_exclusion") == 2, "Ben's sink rows")
+    dry = json.loads(sharebus(settings, "retention", "purge", "--dry-run"))
+    assert dry["dry_run"] and dry["expired_events"] == 0 and dry["cutoffs"][SCHOOLS]
     agreements = load_agreements(settings.agreements_dir, catalogue)
     send = DeliveringProducer(settings.kafka_config()).send_all
     soon = purge(
