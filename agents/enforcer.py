@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
-import mode
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from faust.types import TP
 
-from streams import metrics
+from agents.batched import BatchedConsumer, record_lag
 from streams.deadletter import RawRecord
 from streams.enforcement import Enforcer
 from streams.link_facts import VaultBuffer
@@ -81,144 +77,21 @@ class BatchRunner:
             time.sleep(min(5.0, 0.5 * attempt))
 
 
-def _lag(records: list[RawRecord], highwater: Callable[[str, int], int | None]) -> None:
-    """Consumer lag per input partition: the fetch high watermark (right on Tansu, unlike
-    ListOffsets) minus the next offset to process."""
-    positions: dict[tuple[str, int], int] = {}
-    for r in records:
-        positions[(r.topic, r.partition)] = max(positions.get((r.topic, r.partition), -1), r.offset + 1)
-    for (topic, partition), position in positions.items():
-        try:
-            high = highwater(topic, partition)
-        except Exception:  # consumer not started or partition just revoked
-            continue
-        metrics.set_consumer_lag(topic, partition, high, position)
-
-
-def _from_message(m: Message) -> RawRecord:
-    headers = m.headers() or []
-    return RawRecord(
-        m.topic() or "",
-        m.partition() or 0,
-        m.offset() or 0,
-        m.key(),  # type: ignore[arg-type]  # bytes without a key deserializer
-        m.value(),  # type: ignore[arg-type]
-        list(headers.items() if isinstance(headers, dict) else headers),  # type: ignore[arg-type]
-    )
-
-
-# --- batched: a confluent-kafka consumer thread --------------------------------------------------
-class BatchedConsumer:
-    """The consume -> decide -> deliver -> commit loop, on its own thread."""
-
-    def __init__(self, settings: Settings, raw_topics: list[str], run_batch: BatchRunner) -> None:
-        self.settings = settings
-        self.raw_topics = raw_topics
-        self.run_batch = run_batch
-        self.assigned: set[tuple[str, int]] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="enforcer-consumer", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _consumer(self) -> Consumer:
-        conf = self.settings.kafka_config(
-            **{
-                "group.id": f"{self.settings.consumer_group}-enforcer",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
-                "fetch.wait.max.ms": self.settings.fetch_max_wait_ms,
-                "log_level": 3,
-            }
-        )
-        return Consumer(conf)
-
-    def _loop(self) -> None:
-        consumer = self._consumer()
-
-        def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-            self.assigned.update((p.topic, p.partition) for p in partitions)
-
-        def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
-            # Every batch is committed before the next poll, so nothing is pending here; another
-            # worker may extend these partitions' audit chains from now on.
-            self.assigned.difference_update((p.topic, p.partition) for p in partitions)
-            for p in partitions:
-                metrics.remove_consumer_lag(p.topic, p.partition)
-            self.run_batch.enforcer.forget_chains()
-
-        consumer.subscribe(self.raw_topics, on_assign=on_assign, on_revoke=on_revoke)
-
-        def highwater(topic: str, partition: int) -> int | None:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-            return int(high) if high >= 0 else None
-
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._step(consumer, highwater)
-                except Exception:  # never let the loop die: the batch was not committed, so it replays
-                    log.exception("enforcer batch failed; it will be consumed again")
-                    self.run_batch.enforcer.forget_chains()
-                    self._rewind(consumer)
-                    time.sleep(1.0)
-        finally:
-            consumer.close()
-
-    def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
-        msgs = consumer.consume(BATCH_SIZE, 0.1)
-        records = [_from_message(m) for m in msgs if m.error() is None]
-        for m in msgs:
-            if m.error() is not None:
-                log.warning("consumer error: %s", m.error())
-        if not records:
-            return
-        self.run_batch(records)
-        try:
-            consumer.commit(asynchronous=False)
-        except KafkaException as exc:  # e.g. a rebalance: the batch is replayed (de-duplicable)
-            log.warning("commit failed, the batch may be replayed: %s", exc)
-        _lag(records, highwater)
-
-    @staticmethod
-    def _rewind(consumer: Consumer) -> None:
-        """Go back to the committed offsets, so a failed batch is consumed again."""
-        try:
-            assignment = consumer.assignment()
-            for tp in consumer.committed(assignment, timeout=10):
-                consumer.seek(tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, 0))
-        except KafkaException as exc:
-            log.warning("could not rewind after a failed batch: %s", exc)
-
-
+# --- batched: a confluent-kafka consumer thread -------------------------------------------------
 def register_batched(
     app: faust.App, settings: Settings, raw_topics: list[str], run_batch: BatchRunner
 ) -> BatchedConsumer:
-    """Run the batched consumer as a service of `app` (started and stopped with the worker)."""
-    loop_runner = BatchedConsumer(settings, raw_topics, run_batch)
-
-    class EnforcerService(mode.Service):
-        async def on_start(self) -> None:
-            loop_runner.start()
-
-        async def on_stop(self) -> None:
-            await asyncio.get_running_loop().run_in_executor(None, loop_runner.stop)
-
-    app.service(EnforcerService)
-    return loop_runner
+    """Run the enforcer on a batched consumer, as a service of `app` (started/stopped with it)."""
+    return BatchedConsumer.as_service(
+        app,
+        settings,
+        raw_topics,
+        run_batch,
+        group=f"{settings.consumer_group}-enforcer",
+        name="enforcer",
+        on_revoke=run_batch.enforcer.forget_chains,
+        lag=True,
+    )
 
 
 # --- faust: an agent over take_events batches ----------------------------------------------------
@@ -244,7 +117,7 @@ def register_agent(app: faust.App, raw_topics: list[str], run_batch: BatchRunner
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):  # type: ignore[attr-defined]
             records = [_raw_record(e) for e in events]
             await loop.run_in_executor(executor, run_batch, records)
-            _lag(records, highwater)
+            record_lag(records, highwater)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:

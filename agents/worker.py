@@ -80,14 +80,18 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
     run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault)
     extra_checks = {}
-    if settings.enforcer_consumer == "batched":
+    if settings.batched_consumers:
         batched = enforcer_agent.register_batched(app, settings, raw_topics, run_batch)
         extra_checks["enforcer_consuming"] = lambda: batched.alive
     else:
         enforcer_agent.register_agent(app, raw_topics, run_batch)
-    # The audit sink always runs: the ledger in PostgreSQL is part of the enforcer's promise (and
-    # gives Faust's conductor a subscription when the enforcer uses its own consumer).
-    audit_sink.register(app, settings)
+    # The audit sink always runs: the ledger in PostgreSQL is part of the enforcer's promise. On
+    # the batched path it reads with its own consumer, unless it is the only Faust subscription
+    # left (Faust's conductor needs one).
+    if settings.batched_consumers and extra_agents:
+        audit_sink.register_batched(app, settings)
+    else:
+        audit_sink.register(app, settings)
     if extra_agents:
         _register_downstream(app, settings)
     health.register(app, health.Readiness(app, schemas.reachable, extra=extra_checks))

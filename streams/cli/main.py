@@ -36,7 +36,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Settings come from SHARINGBUS_* environment variables; flags override them."""

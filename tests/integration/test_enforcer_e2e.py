@@ -329,8 +329,8 @@ def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Setting
 def test_the_faust_agent_path_decides_every_event_too(
     stack_factory: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """SHARINGBUS_ENFORCER_CONSUMER=faust: the same engine behind a Faust agent (take_events)."""
-    settings = stack_factory(enforcer_consumer="faust")
+    """SHARINGBUS_BATCHED_CONSUMERS=false: the same engine behind Faust agents (take_events)."""
+    settings = stack_factory(batched_consumers=False)
     worker = start_worker(settings, tmp_path_factory.mktemp("faust-mode"))
     try:
         ids = set(_publish(settings, list(Simulation(seed=18, people=100).events(200))))

@@ -1,0 +1,187 @@
+"""A batched confluent-kafka consumer run as a service of the Faust app.
+
+Faust's per-event Stream machinery costs about 90 us an event on this machine; the bus's two
+high-volume stages (the enforcer, and the audit sink at ~1.7 records per event) read with this
+instead: up to 2,000 records a poll, one handler call per batch, and a synchronous commit only
+after the handler returned (it returns once its outputs are safe), so at-least-once holds. The
+handler must never raise for bad input (dead-letter it); if it raises anyway, the loop rewinds to
+the committed offsets and the batch is consumed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import mode
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from streams import metrics
+from streams.deadletter import RawRecord
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+Handler = Callable[[list[RawRecord]], Any]
+
+
+def record_lag(records: list[RawRecord], highwater: Callable[[str, int], int | None]) -> None:
+    """Consumer lag per input partition: the fetch high watermark (right on Tansu, unlike
+    ListOffsets) minus the next offset to process."""
+    positions: dict[tuple[str, int], int] = {}
+    for r in records:
+        positions[(r.topic, r.partition)] = max(positions.get((r.topic, r.partition), -1), r.offset + 1)
+    for (topic, partition), position in positions.items():
+        try:
+            high = highwater(topic, partition)
+        except Exception:  # consumer not started or partition just revoked
+            continue
+        metrics.set_consumer_lag(topic, partition, high, position)
+
+
+def _from_message(m: Message) -> RawRecord:
+    headers = m.headers() or []
+    return RawRecord(
+        m.topic() or "",
+        m.partition() or 0,
+        m.offset() or 0,
+        m.key(),  # type: ignore[arg-type]  # bytes without a key deserializer
+        m.value(),  # type: ignore[arg-type]
+        list(headers.items() if isinstance(headers, dict) else headers),  # type: ignore[arg-type]
+    )
+
+
+class BatchedConsumer:
+    """The consume -> handle -> commit loop, on its own thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: list[str],
+        handler: Handler,
+        *,
+        group: str,
+        name: str,
+        on_revoke: Callable[[], None] | None = None,
+        lag: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.handler = handler
+        self.group = group
+        self.name = name
+        self._on_revoke = on_revoke
+        self._lag = lag
+        self.assigned: set[tuple[str, int]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def as_service(
+        cls, app: faust.App, settings: Settings, topics: list[str], handler: Handler, **kw: Any
+    ) -> BatchedConsumer:
+        """Create one and run it as a service of `app` (started and stopped with the worker)."""
+        runner = cls(settings, topics, handler, **kw)
+
+        class BatchedConsumerService(mode.Service):
+            async def on_start(self) -> None:
+                runner.start()
+
+            async def on_stop(self) -> None:
+                await asyncio.get_running_loop().run_in_executor(None, runner.stop)
+
+        BatchedConsumerService.__name__ = f"BatchedConsumer[{runner.name}]"
+        app.service(BatchedConsumerService)
+        return runner
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"{self.name}-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _consumer(self) -> Consumer:
+        conf = self.settings.kafka_config(
+            **{
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 1000,
+                "fetch.wait.max.ms": self.settings.fetch_max_wait_ms,
+                "log_level": 3,
+            }
+        )
+        return Consumer(conf)
+
+    def _loop(self) -> None:
+        consumer = self._consumer()
+
+        def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+            self.assigned.update((p.topic, p.partition) for p in partitions)
+
+        def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
+            # Every batch is committed before the next poll, so nothing is pending here.
+            self.assigned.difference_update((p.topic, p.partition) for p in partitions)
+            for p in partitions:
+                metrics.remove_consumer_lag(p.topic, p.partition)
+            if self._on_revoke is not None:
+                self._on_revoke()
+
+        consumer.subscribe(self.topics, on_assign=on_assign, on_revoke=on_revoke)
+
+        def highwater(topic: str, partition: int) -> int | None:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            return int(high) if high >= 0 else None
+
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step(consumer, highwater)
+                except Exception:  # never let the loop die: the batch was not committed, so it replays
+                    log.exception("%s batch failed; it will be consumed again", self.name)
+                    if self._on_revoke is not None:
+                        self._on_revoke()
+                    self._rewind(consumer)
+                    time.sleep(1.0)
+        finally:
+            consumer.close()
+
+    def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
+        msgs = consumer.consume(BATCH_SIZE, 0.1)
+        records = [_from_message(m) for m in msgs if m.error() is None]
+        for m in msgs:
+            if m.error() is not None:
+                log.warning("consumer error: %s", m.error())
+        if not records:
+            return
+        self.handler(records)
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance: the batch is replayed (de-duplicable)
+            log.warning("commit failed, the batch may be replayed: %s", exc)
+        if self._lag:
+            record_lag(records, highwater)
+
+    @staticmethod
+    def _rewind(consumer: Consumer) -> None:
+        """Go back to the committed offsets, so a failed batch is consumed again."""
+        try:
+            assignment = consumer.assignment()
+            for tp in consumer.committed(assignment, timeout=10):
+                consumer.seek(tp if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, 0))
+        except KafkaException as exc:
+            log.warning("could not rewind after a failed batch: %s", exc)
