@@ -73,6 +73,22 @@ def parse_record(value: bytes | None) -> dict[str, Any]:
     return doc
 
 
+def _forget_request(value: bytes | None) -> list[str] | None:
+    """Person tokens of a `{"kind": "forget", "person_tokens": [...]}` record, else None."""
+    if not value or b'"forget"' not in value:
+        return None
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") != "forget":
+        return None
+    tokens = doc.get("person_tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise MalformedRecord("forget record needs person_tokens: a list of strings")
+    return tokens
+
+
 def restore(kafka_config: dict[str, Any], topic: str = LINK_STATE) -> Linker:
     """Replay the changelog to partition EOF; the last value per key wins, empty values delete."""
     state: dict[str, dict[str, Any] | None] = {}
@@ -115,6 +131,12 @@ class LinkerStage:
         for record in records:
             started = time.perf_counter()
             try:
+                forget = _forget_request(record.value)
+                if forget is not None:
+                    # Erasure (streams/rights): the person can no longer be linked or re-linked.
+                    erased = [t for token in forget for t in linker.forget_person(token)]
+                    log.info("forgot %d person token(s) on an erasure request", len(erased))
+                    continue
                 doc = parse_record(record.value)
                 person, caused = linker.add(doc)
             except MalformedRecord as exc:

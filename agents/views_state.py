@@ -383,7 +383,9 @@ class ProfileStage:
         if token is None:
             return
         tomb = batch.touch_tomb(token, record.partition)
-        tomb["erased"].update(_hex(e) for e in event_ids)
+        if doc.get("cause") != "rectify":
+            # Erasure and retention are final; a rectification is followed by the corrected fact.
+            tomb["erased"].update(_hex(e) for e in event_ids)
         profile = batch.profile(token)
         if profile is not None:
             changed = False
@@ -393,6 +395,8 @@ class ProfileStage:
                 batch.set_profile(token, profile if profile.contributions else None, record.partition)
         if tomb["moved_to"]:
             onward = {"kind": "retract", "event_ids": event_ids, "person_token": tomb["moved_to"]}
+            if doc.get("cause"):
+                onward["cause"] = doc["cause"]
             result.outputs.append(Output(self.topics.moves, tomb["moved_to"].encode(), _dumps(onward)))
 
     def _plan_writes(self, batch: _Batch, result: ProfileResult) -> None:
