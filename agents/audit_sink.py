@@ -161,14 +161,6 @@ def reload_from_topic(
     return total
 
 
-def _raw_record(event: Any) -> RawRecord:
-    msg = event.message
-    headers = msg.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
-    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))
-
-
 def register(app: faust.App, settings: Settings, source_topic: str = topics.AUDIT_DECISIONS) -> Any:
     """Add the audit sink agent to `app` (needs only `app.topic` and `app.agent`); returns the agent."""
     source = app.topic(source_topic, value_serializer="raw", key_serializer="raw")
@@ -182,7 +174,7 @@ def register(app: faust.App, settings: Settings, source_topic: str = topics.AUDI
         sink.stopping.clear()  # the supervisor may restart the agent after a stop
         try:
             async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):  # type: ignore[attr-defined]
-                records = [_raw_record(e) for e in events]
+                records = [RawRecord.from_event(e) for e in events]
                 result = await loop.run_in_executor(executor, sink.handle, records)
                 for out in result.dead:
                     reason = dl.header(out.headers, "sharingbus.dlq.reason") or dl.INTERNAL

@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 import mode
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams import metrics
 from streams.deadletter import RawRecord
@@ -43,18 +43,6 @@ def record_lag(records: list[RawRecord], highwater: Callable[[str, int], int | N
         except Exception:  # consumer not started or partition just revoked
             continue
         metrics.set_consumer_lag(topic, partition, high, position)
-
-
-def _from_message(m: Message) -> RawRecord:
-    headers = m.headers() or []
-    return RawRecord(
-        m.topic() or "",
-        m.partition() or 0,
-        m.offset() or 0,
-        m.key(),  # type: ignore[arg-type]  # bytes without a key deserializer
-        m.value(),  # type: ignore[arg-type]
-        list(headers.items() if isinstance(headers, dict) else headers),  # type: ignore[arg-type]
-    )
 
 
 class BatchedConsumer:
@@ -162,7 +150,7 @@ class BatchedConsumer:
 
     def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
         msgs = consumer.consume(BATCH_SIZE, 0.1)
-        records = [_from_message(m) for m in msgs if m.error() is None]
+        records = [RawRecord.from_message(m) for m in msgs if m.error() is None]
         for m in msgs:
             if m.error() is not None:
                 log.warning("consumer error: %s", m.error())

@@ -95,12 +95,6 @@ def register_batched(
 
 
 # --- faust: an agent over take_events batches ----------------------------------------------------
-def _raw_record(event: Any) -> RawRecord:
-    msg = event.message
-    headers = msg.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
-    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))
 
 
 def register_agent(app: faust.App, raw_topics: list[str], run_batch: BatchRunner) -> Any:
@@ -115,7 +109,7 @@ def register_agent(app: faust.App, raw_topics: list[str], run_batch: BatchRunner
     async def enforce(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):  # type: ignore[attr-defined]
-            records = [_raw_record(e) for e in events]
+            records = [RawRecord.from_event(e) for e in events]
             await loop.run_in_executor(executor, run_batch, records)
             record_lag(records, highwater)
 

@@ -205,7 +205,7 @@ def register(
     async def link(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
         async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            records = [_raw_record(e) for e in events]
+            records = [RawRecord.from_event(e) for e in events]
             while True:  # an exception here would make Faust ack the batch unprocessed
                 try:
                     await loop.run_in_executor(executor, stage.process, records)

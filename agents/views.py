@@ -178,14 +178,6 @@ def _ensure_topics(settings: Settings, names: ViewsTopics) -> int:
     return n
 
 
-def _raw_record(event: Any) -> RawRecord:
-    msg = event.message
-    headers = msg.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
-    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))
-
-
 def register(
     app: faust.App,
     settings: Settings,
@@ -278,7 +270,7 @@ def register(
     @app.agent(source, name="views", concurrency=1)
     async def views(stream: faust.StreamT) -> None:
         async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            records = [_raw_record(e) for e in events]
+            records = [RawRecord.from_event(e) for e in events]
             result = await run_profiles(records)
             live.facts_applied += result.applied
             live.dead_letters += result.dead
@@ -290,7 +282,7 @@ def register(
     @app.agent(area_source, name="views_areas", concurrency=1)
     async def views_areas(stream: faust.StreamT) -> None:
         async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            records = [_raw_record(e) for e in events]
+            records = [RawRecord.from_event(e) for e in events]
             result = await run_areas(records)
             live.dead_letters += result.dead
             if result.weeks:

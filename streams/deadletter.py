@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from streams import topics
 
@@ -43,6 +44,23 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default_factory=list)
+
+    @classmethod
+    def from_event(cls, event: Any) -> RawRecord:
+        """From a Faust event (its `message`: topic, partition, offset, key, value, headers)."""
+        msg = event.message
+        headers = msg.headers or []
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        return cls(msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers))
+
+    @classmethod
+    def from_message(cls, m: Any) -> RawRecord:
+        """From a confluent-kafka `Message`."""
+        headers = m.headers() or []
+        if isinstance(headers, dict):
+            headers = list(headers.items())
+        return cls(m.topic() or "", m.partition() or 0, m.offset() or 0, m.key(), m.value(), list(headers))
 
 
 def dead_letter(record: RawRecord, stage: str, reason: str, detail: str) -> Output:

@@ -44,6 +44,20 @@ class InvalidIdentifier(ValidationError):
         self.kind = kind
 
 
+# The identifying fields of a `sharingbus.Subject`: what the vault keeps for the owner, what
+# linkage tokens are computed from, and what a subject request may name.
+SUBJECT_FIELDS = (
+    "nhs_number",
+    "upn",
+    "pnc_id",
+    "local_id",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "postcode",
+)
+
+
 def _text(kind: str, value: Any) -> str:
     if isinstance(value, str):
         return value

@@ -17,6 +17,7 @@ from typing import Any
 from streams import metrics
 from streams.catalogue import Catalogue
 from streams.factors import load_factors
+from streams.identifiers import SUBJECT_FIELDS
 from streams.keys import KeyRing
 from streams.linkage_keys import linkage_tokens, primary_token
 from streams.settings import Settings
@@ -24,17 +25,7 @@ from streams.vault import Vault, identities_of
 
 log = logging.getLogger(__name__)
 
-# Everything `linkage_tokens` reads from a Subject (the cache key).
-_IDENTITY_FIELDS = (
-    "nhs_number",
-    "upn",
-    "pnc_id",
-    "local_id",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "postcode",
-)
+_IDENTITY_FIELDS = SUBJECT_FIELDS
 
 LinkFacts = Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]]
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import psycopg
 
 from streams.errors import SharingBusError
+from streams.identifiers import SUBJECT_FIELDS
 
 __all__ = [
     "IDENTIFIER_FIELDS",
@@ -43,16 +44,7 @@ __all__ = [
 ]
 
 MIN_JUSTIFICATION = 20
-IDENTIFIER_FIELDS = (
-    "nhs_number",
-    "upn",
-    "pnc_id",
-    "local_id",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "postcode",
-)
+IDENTIFIER_FIELDS = SUBJECT_FIELDS
 _REQUESTER = re.compile(r"(?P<partner>[a-z][a-z0-9_]*):(?P<person>\S.*)")
 Outcome = Literal["granted", "not_found", "refused"]
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from streams.errors import SharingBusError
+from streams.identifiers import SUBJECT_FIELDS
 
 __all__ = [
     "HEADER_CORRECTS",
@@ -41,16 +42,7 @@ KINDS: tuple[Kind, ...] = ("rectify", "erase", "restrict", "unrestrict")
 HEADER_RETRACTS = "sharingbus.retracts"
 HEADER_CORRECTS = "sharingbus.corrects"
 HEADER_REQUEST_ID = "sharingbus.request_id"
-IDENTIFIER_KINDS = (
-    "nhs_number",
-    "upn",
-    "pnc_id",
-    "local_id",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "postcode",
-)
+IDENTIFIER_KINDS = SUBJECT_FIELDS
 _REQUESTER = re.compile(r"(?P<partner>[a-z][a-z0-9_]*):(?P<person>\S.*)")
 _INDEX = re.compile(r"\[\d+\]")
 
