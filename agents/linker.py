@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import faust
 
+from agents.batched import BatchedConsumer
 from streams import metrics, topics
 from streams.admin import compacted, ensure_topics
 from streams.deadletter import DECODE_ERROR, INTERNAL, Output, RawRecord, dead_letter
@@ -198,6 +199,18 @@ def register(
     kafka_config = settings.kafka_config()
     out = producer or DeliveringProducer(kafka_config)
     stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault)
+    if settings.batched_consumers:
+        # ~1.2 records per event on one partition: Faust's per-event Stream cost would make the
+        # linker the bottleneck (agents/batched.py). A failed batch is replayed from the commit.
+        return BatchedConsumer.as_service(
+            app,
+            settings,
+            [topics.LINK_IDENTIFIERS],
+            stage.process,
+            group=f"{settings.consumer_group}-linker",
+            name="linker",
+            on_revoke=stage.invalidate,
+        )
     source = app.topic(topics.LINK_IDENTIFIERS, value_serializer="raw", key_serializer="raw")
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linker")
 
