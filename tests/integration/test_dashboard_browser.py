@@ -213,4 +213,5 @@ def test_dashboard_updates_live(server: ServerThread, browser: Browser, reader: 
         reader.apply(_fact(10_000 + i, f"p.live{i:022d}", ["school_exclusion"], "OX1"))
     expect(cell).to_have_text("14", timeout=6000)
     expect(total).to_have_text("71")
+    assert cell.inner_text() == "14" and total.inner_text() == "71"
     page.context.close()
