@@ -13,7 +13,8 @@ writes them to the raw topics, then measures, each in its own process and consum
   (b)     naive: a Faust agent iterating events one by one through the same engine
           (`Enforcer.process`: decode, plans per recipient, encode, audit, link facts) and awaiting
           one `topic.send()` per output, to `naive.*` topics;
-  (c)     enforcer: the real enforcer (+ its audit sink), `build_worker(settings, extra_agents=False)` in a subprocess
+  (c)     enforcer: the real enforcer (+ its audit sink), `build_worker(settings, extra_agents=False)`,
+          in a subprocess
           (`--full-worker`: `sharebus worker`, every agent), realistic agreements (5 recipients;
           pseudonymise, generalise and drop);
   (d)     `--variant batched`: prototype of a contained fix, the same engine and producer fed by a
