@@ -24,6 +24,7 @@ class Sizes:
     people: int
     crash_events: int
     crash_rate: float
+    crash_modes: tuple[str, ...]  # enforcer consumers to crash: "batched" (default) and/or "faust"
     network_events: int
     network_rate: float
     network_cut_s: float
@@ -36,8 +37,9 @@ CI = Sizes(
     name="ci",
     people=400,
     crash_events=5_000,
-    crash_rate=1_000.0,
-    network_events=2_500,
+    crash_rate=3_000.0,
+    crash_modes=("batched",),
+    network_events=1_800,
     network_rate=125.0,
     network_cut_s=10.0,
     poison_bad=2_000,
@@ -48,7 +50,8 @@ FULL = Sizes(
     name="full",
     people=3_000,
     crash_events=20_000,
-    crash_rate=1_000.0,
+    crash_rate=3_000.0,
+    crash_modes=("batched", "faust"),
     network_events=12_000,
     network_rate=400.0,
     network_cut_s=10.0,
@@ -59,12 +62,17 @@ FULL = Sizes(
 SIZES = {"ci": CI, "full": FULL}
 
 
-@pytest.fixture(scope="session")
-def sizes() -> Sizes:
+def current_sizes() -> Sizes:
+    """The sizes `SHARINGBUS_RELIABILITY_SIZE` selects (ci unless told otherwise)."""
     name = os.environ.get("SHARINGBUS_RELIABILITY_SIZE", "ci")
     if name not in SIZES:
         raise pytest.UsageError(f"SHARINGBUS_RELIABILITY_SIZE must be one of {sorted(SIZES)}, got {name!r}")
     return SIZES[name]
+
+
+@pytest.fixture(scope="session")
+def sizes() -> Sizes:
+    return current_sizes()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import copy
 import json
 import shutil
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,33 +44,33 @@ from tests.support.stack import (
     wait_decided,
     wait_until,
 )
+from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
 UNAGREED = "unagreed_analysts"
 
 
-@pytest.fixture
-def stack_with_unagreed_recipient(tmp_path: Path) -> Any:
-    agreements = tmp_path / "agreements"
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, WorkerProcess]]:
+    """One bus for this module, whose recipients include one that no agreement names."""
+    root = tmp_path_factory.mktemp("authorisation")
+    agreements = root / "agreements"
     shutil.copytree(ROOT / "agreements", agreements)
     with (agreements / "recipients.yaml").open("a") as fh:
         fh.write(
             f"\n  - id: {UNAGREED}\n    name: Analysts no agreement names\n"
             "    organisation: Nowhere Council\n    tier: individual\n"
         )
-    with open_stack(tmp_path / "bus", agreements_dir=agreements) as stack:
-        yield stack
+    with open_stack(root / "bus", agreements_dir=agreements) as stack:
+        yield stack, stack.start_worker()
 
 
-def test_spoofed_partners_and_unagreed_recipients_receive_nothing(
-    stack_with_unagreed_recipient: Stack,
-) -> None:
-    stack = stack_with_unagreed_recipient
+def test_spoofed_partners_and_unagreed_recipients_receive_nothing(bus: tuple[Stack, WorkerProcess]) -> None:
+    stack, worker = bus
     settings = stack.settings
     catalogue = stack.catalogue
     assert UNAGREED in stack.planset().recipients
-    worker = stack.start_worker()
     events = list(Simulation(seed=505, people=300).events(600))
     published = publish(settings, events)
     ids = {p.event_id for p in published}
@@ -140,9 +140,11 @@ def _audit_rows(dsn: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def test_reidentification_only_for_the_owner_with_a_justification_and_always_audited(stack: Stack) -> None:
+def test_reidentification_only_for_the_owner_with_a_justification_and_always_audited(
+    bus: tuple[Stack, WorkerProcess],
+) -> None:
+    stack, _ = bus
     settings = stack.settings
-    stack.start_worker()
     published = publish(settings, Simulation(seed=606, people=200).events(400))
     wait_decided(settings, {p.event_id for p in published})
 

@@ -6,7 +6,7 @@ random bytes, truncated Avro, a wrong magic byte, unknown schema ids, valid Avro
 type (registered under its own subject), a spoofed `source_partner`, a wrong `envelope.event_type`,
 an `event_id` that is not a UUID, invalid UTF-8 inside a string, empty values and tombstones.
 Valid events include identifiers with a wrong NHS check digit and names and free text full of
-Unicode edge cases (control characters, NUL, combining marks, right-to-left text, emoji, ...).
+Unicode edge cases (control characters, combining marks, right-to-left text, emoji, ...).
 
 Asserted: every valid event is decided exactly as the compiled plans say (invalid NHS numbers
 withheld and flagged, never tokenised); every bad record is in `dlq.enforcer` once, with its
@@ -14,8 +14,9 @@ original bytes and the reason its kind calls for (`sharingbus.dlq.reason`), and 
 reaches no audit record and no shared topic; the dead-letter metric counts them; and the worker
 never restarts (same PID, no agent crash or internal error in its log).
 
-Oversized fields (1 MB) have a test of their own below: the broker takes them, so the enforcer must
-deal with them without losing the rest of the batch.
+Two cases have tests of their own below, so a failure names its cause: oversized fields (1 MB,
+which the broker takes, so the enforcer must deal with them without losing the rest of the batch)
+and a NUL character in a name (valid Avro that PostgreSQL text cannot hold).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from tests.support.stack import (
     read_topic,
     scrape,
     shared_event_ids,
+    tracebacks,
     wait_until,
 )
 
@@ -376,7 +378,10 @@ def test_poison_and_fuzzed_input_is_dead_lettered_and_valid_events_flow(stack: S
     try:
         dlq = wait_until(all_dead, 180, f"{len(bads)} dead letters", 1.0)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; agent crashes: {crash_lines(worker.log())[:2]}") from None
+        log = worker.log()
+        raise AssertionError(
+            f"{exc}; crashes: {crash_lines(log)[:2]}; errors: {tracebacks(log)[-2:]}"
+        ) from None
 
     def decided() -> list[dict[str, Any]] | None:
         audit = audit_records(settings)
@@ -494,7 +499,7 @@ def test_oversized_fields_do_not_cost_the_rest_of_the_batch(stack: Stack) -> Non
         missing = len(valid_ids - {r["event_id"] for r in audit_records(settings)})
         raise AssertionError(
             f"{exc}: {missing} of {len(valid_ids)} valid events never decided; "
-            f"agent crashes: {crash_lines(worker.log())[:2]}"
+            f"crashes: {crash_lines(worker.log())[:2]}; errors: {tracebacks(worker.log())[-2:]}"
         ) from None
     crashes = crash_lines(worker.log())
     assert crashes == []

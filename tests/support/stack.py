@@ -202,9 +202,9 @@ def open_stack(
     registry_topic: str = topics.SCHEMAS,
     **overrides: Any,
 ) -> Iterator[Stack]:
-    """A stack in `root`; every process it started is stopped (and the database dropped) on exit."""
+    """A stack in `root`; on exit its workers, registry and broker (even one handed in) are stopped
+    and its database dropped."""
     root.mkdir(parents=True, exist_ok=True)
-    own_broker = broker is None
     tansu = broker or Tansu(log_path=root / "tansu.log")
     if not tansu.running:
         tansu.start()
@@ -234,8 +234,7 @@ def open_stack(
                 worker.stop(20)
         if registry is not None:
             registry.stop()
-        if own_broker:
-            tansu.stop()
+        tansu.stop()  # a broker handed in too (a test may have restarted it: this is its last process)
         with contextlib.suppress(Exception):
             drop_database(dsn)
 
@@ -517,17 +516,27 @@ def sharebus(settings: Settings, *args: str, timeout: float = 180.0) -> subproce
     )
 
 
-CRASH_MARKERS = ("Crashed reason", "Traceback (most recent call last)", "internal error processing")
+# An agent that died (Faust acks a crashed agent's batch), a worker that died, an event the engine
+# could not handle (dead-lettered as internal_error). A batch that failed on a broker error and is
+# consumed again is not a crash: see `tracebacks`.
+CRASH_MARKERS = (
+    "Crashed reason",
+    "Restarting dead",
+    "We experienced a crash",
+    "internal error processing",
+)
 
 
 def crash_lines(log: str) -> list[str]:
-    """Log lines showing an agent crash or an unexpected exception (a traceback as its last line)."""
+    """Log lines showing an agent or worker crash, or an event the engine failed on."""
+    return [line for line in log.splitlines() if any(m in line for m in CRASH_MARKERS)]
+
+
+def tracebacks(log: str) -> list[str]:
+    """The exception line of every traceback in `log` (handled or not), for failure messages."""
     lines = log.splitlines()
-    found: list[str] = []
-    for i, line in enumerate(lines):
-        if "Traceback (most recent call last)" in line:
-            tail = next((t for t in lines[i + 1 :] if t and not t[0].isspace()), line)
-            found.append(f"Traceback: {tail}")
-        elif any(m in line for m in CRASH_MARKERS):
-            found.append(line)
-    return found
+    return [
+        next((t for t in lines[i + 1 :] if t and not t[0].isspace()), line)
+        for i, line in enumerate(lines)
+        if "Traceback (most recent call last)" in line
+    ]
