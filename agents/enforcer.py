@@ -28,7 +28,7 @@ from faust.types import TP
 
 from agents.batched import BatchedConsumer, record_lag
 from streams.deadletter import RawRecord
-from streams.enforcement import Enforcer
+from streams.enforcement import Enforcer, RegistryUnavailable
 from streams.link_facts import VaultBuffer
 from streams.producer import DeliveringProducer
 from streams.settings import Settings
@@ -59,7 +59,14 @@ class BatchRunner:
             self.enforcer.prepare(records)
             if self.vault is not None:
                 self.vault.discard()
-            outputs = self.enforcer.process_batch(records)
+            try:
+                outputs = self.enforcer.process_batch(records)
+            except RegistryUnavailable as exc:
+                attempt += 1
+                log.warning("%s; deciding the batch again (attempt %d)", exc, attempt)
+                self.enforcer.forget_chains()  # appended in memory, never sent
+                time.sleep(min(5.0, 0.5 * attempt))
+                continue
             if self.vault is not None:
                 self.vault.flush()
             failed, errors = self.producer.try_send_all(outputs)

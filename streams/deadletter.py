@@ -22,6 +22,9 @@ VALIDATION = "validation"
 PLAN_ERROR = "plan_error"
 INTERNAL = "internal_error"
 
+# Below librdkafka's default message.max.bytes (1,000,000), with room for key and headers.
+MAX_RECORD_BYTES = 900_000
+
 
 @dataclass(slots=True)
 class Output:
@@ -74,7 +77,12 @@ def dead_letter(record: RawRecord, stage: str, reason: str, detail: str) -> Outp
         ("sharingbus.dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ("sharingbus.dlq.at", datetime.now(UTC).isoformat().encode()),
     ]
-    return Output(topics.dlq(stage), record.key, record.value, headers)
+    value = record.value
+    if value is not None and len(value) > MAX_RECORD_BYTES:
+        # Too big to produce as is: keep the head and say so, rather than wedge the stream.
+        headers.append(("sharingbus.dlq.truncated", str(len(value)).encode()))
+        value = value[:MAX_RECORD_BYTES]
+    return Output(topics.dlq(stage), record.key, value, headers)
 
 
 def header(headers: Headers | None, name: str) -> str | None:

@@ -28,12 +28,17 @@ from streams import metrics, topics
 from streams.audit import AuditChain, audit_partition
 from streams.catalogue import Catalogue
 from streams.deadletter import Output, RawRecord
+from streams.errors import BrokerError
 from streams.serde import SerdeError, decode_header
 
 log = logging.getLogger(__name__)
 
 STAGE = "enforcer"
 _MAGIC = b"\x00"
+
+
+class RegistryUnavailable(BrokerError):
+    """The schema registry did not answer: not the event's fault, so the batch waits and retries."""
 
 
 class SchemaLookup(Protocol):
@@ -198,6 +203,8 @@ class Enforcer:
         started = time.perf_counter()
         try:
             self._process(rec, out)
+        except RegistryUnavailable:
+            raise  # the batch runner waits for the registry and decides the batch again
         except Exception as exc:  # a bug must not stop the stream: dead-letter and go on
             log.exception("internal error processing %s/%s/%s", rec.topic, rec.partition, rec.offset)
             self._dead(rec, out, dl.INTERNAL, f"internal error: {type(exc).__name__}")
@@ -228,6 +235,8 @@ class Enforcer:
         except LookupError:
             # Not cached: the id may be registered later (the registry is the source of truth).
             return _Reader(error=(dl.UNKNOWN_SCHEMA, f"schema id {schema_id} is not in the registry"))
+        except Exception as exc:
+            raise RegistryUnavailable(f"schema id {schema_id}: no answer ({type(exc).__name__})") from exc
         expected = self.catalogue.event_type(event_type)
         if _fullname(writer_schema) != _fullname(expected.schema):
             reader = _Reader(
@@ -360,7 +369,12 @@ class Enforcer:
                 except Exception as exc:  # fail closed: the output does not match its schema
                     outcome, reason = "error", f"output does not encode: {type(exc).__name__}"
                     decision.reason = reason
-                else:
+                    value = b""
+                if outcome == "shared" and len(value) > dl.MAX_RECORD_BYTES:
+                    # Fail closed rather than wedge the batch on a record no broker would take.
+                    outcome = "error"
+                    decision.reason = f"output of {len(value)} bytes exceeds {dl.MAX_RECORD_BYTES}"
+                if outcome == "shared":
                     subject_tokens = released_tokens(decision.output, plan.pseudonym_paths)
                     output_key = subject_tokens[0] if subject_tokens else event_id
                     headers = [("sharingbus.event_id", event_id.encode())]

@@ -14,6 +14,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import psycopg
+
 from streams import metrics
 from streams.catalogue import Catalogue
 from streams.factors import load_factors
@@ -67,7 +69,7 @@ class VaultBuffer:
         while True:
             try:
                 self.vault.record_many(self.rows)
-            except Exception as exc:
+            except psycopg.OperationalError as exc:  # PostgreSQL unavailable: wait; anything else raises
                 attempt += 1
                 log.warning("vault write failed (attempt %d): %s", attempt, type(exc).__name__)
                 time.sleep(min(10.0, backoff * attempt))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.deadletter import Output
 from streams.errors import BrokerError
@@ -38,6 +38,7 @@ class DeliveringProducer:
     def __init__(self, kafka_config: dict[str, Any], retry_backoff: float = 0.5) -> None:
         conf = dict(PRODUCER_DEFAULTS)
         conf.update(kafka_config)
+        self._conf = conf
         self._producer = Producer(conf)
         self._backoff = retry_backoff
 
@@ -69,11 +70,23 @@ class DeliveringProducer:
         """Send once and wait for every delivery report; returns what failed (and why)."""
         failed: list[Output] = []
         errors: list[KafkaError] = []
-        for out in outputs:
-            self._produce(out, failed, errors)
-        while self._producer.flush(1.0) > 0:
-            if deadline is not None and time.monotonic() > deadline:
-                raise BrokerError("timed out waiting for deliveries")
+        try:
+            for out in outputs:
+                self._produce(out, failed, errors)
+            while self._producer.flush(1.0) > 0:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise BrokerError("timed out waiting for deliveries")
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and err.fatal()):
+                raise
+            errors.append(err)
+        if any(e.fatal() for e in errors):
+            # An idempotent producer that lost its broker (e.g. a replaced one) stays fatal for
+            # ever: start a new one; the caller re-decides and re-sends the whole batch.
+            log.error("producer fatal error, starting a new producer: %s", errors[-1])
+            self._producer = Producer(self._conf)
+            failed = list(outputs)
         return failed, errors
 
     def _produce(self, out: Output, failed: list[Output], errors: list[KafkaError]) -> None:

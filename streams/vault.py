@@ -110,7 +110,8 @@ def identities_of(subject: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str:
-    return value.isoformat() if isinstance(value, date | datetime) else str(value)
+    text = value.isoformat() if isinstance(value, date | datetime) else str(value)
+    return text.replace("\x00", "")  # PostgreSQL text cannot hold NUL (a permanent DataError)
 
 
 class Vault:
