@@ -17,8 +17,28 @@ from faust.web import Request, Response, View
 from streams import metrics
 
 
+class _Probe:
+    """A blocking reachability probe, run off the event loop and cached for `ttl` seconds."""
+
+    def __init__(self, probe: Callable[[], bool], ttl: float) -> None:
+        self._probe = probe
+        self._ttl = ttl
+        self._ok = False
+        self._checked_at = 0.0
+
+    async def ok(self) -> bool:
+        if time.monotonic() - self._checked_at > self._ttl:
+            loop = asyncio.get_running_loop()
+            try:
+                self._ok = await loop.run_in_executor(None, self._probe)
+            except Exception:
+                self._ok = False
+            self._checked_at = time.monotonic()
+        return self._ok
+
+
 class Readiness:
-    """Cached readiness checks (the registry probe is a blocking HTTP call: run it off the loop)."""
+    """Readiness checks; the registry and broker probes are blocking calls, run off the loop."""
 
     def __init__(
         self,
@@ -26,20 +46,15 @@ class Readiness:
         registry_reachable: Callable[[], bool],
         ttl: float = 5.0,
         extra: dict[str, Callable[[], bool]] | None = None,
+        broker_reachable: Callable[[], bool] | None = None,
     ) -> None:
         self.app = app
         self._extra = extra or {}
-        self._registry_reachable = registry_reachable
-        self._ttl = ttl
-        self._registry_ok = False
-        self._checked_at = 0.0
+        self._registry = _Probe(registry_reachable, ttl)
+        self._broker = _Probe(broker_reachable, ttl) if broker_reachable is not None else None
 
     async def registry_ok(self) -> bool:
-        if time.monotonic() - self._checked_at > self._ttl:
-            loop = asyncio.get_running_loop()
-            self._registry_ok = await loop.run_in_executor(None, self._registry_reachable)
-            self._checked_at = time.monotonic()
-        return self._registry_ok
+        return await self._registry.ok()
 
     async def state(self) -> dict[str, Any]:
         app = self.app
@@ -51,6 +66,8 @@ class Readiness:
             "recovery_complete": recovery.completed.is_set() and not recovery.in_recovery,
             "registry_reachable": await self.registry_ok(),
         }
+        if self._broker is not None:
+            checks["broker_reachable"] = await self._broker.ok()
         checks.update({name: check() for name, check in self._extra.items()})
         ready = all(checks.values())
         metrics.READY.set(1 if ready else 0)

@@ -45,6 +45,14 @@ class Worker:
     producer: DeliveringProducer
 
 
+def broker_reachable(settings: Settings, timeout: float = 2.0) -> bool:
+    """True when a broker answers a metadata request (for /ready: Faust keeps running without one)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka_config(**{"log_level": 0, "socket.connection.setup.timeout.ms": 1000}))
+    return bool(admin.list_topics(timeout=timeout).brokers)
+
+
 def load_keyring(settings: Settings) -> KeyRing:
     """Keys from the environment when given there (production: injected from a KMS), else the file."""
     import os
@@ -94,7 +102,10 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
         audit_sink.register(app, settings)
     if extra_agents:
         _register_downstream(app, settings)
-    health.register(app, health.Readiness(app, schemas.reachable, extra=extra_checks))
+    readiness = health.Readiness(
+        app, schemas.reachable, extra=extra_checks, broker_reachable=lambda: broker_reachable(settings)
+    )
+    health.register(app, readiness)
     metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
     metrics.set_worker_info(settings.consumer_group)
     return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
