@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DURATION ?= 0
 
-.PHONY: demo test lint typecheck pytest install clean bench sysdeps
+.PHONY: demo test lint typecheck pytest install clean bench soak sysdeps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,8 +45,12 @@ pytest: $(STAMP) sysdeps
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/linkage.py
+	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.linkage
+
+# The reliability suite at full sizes (20k-event crash, 10k poison records), repeated for flakiness.
+soak: $(STAMP) sysdeps
+	$(BIN)/python -m benchmarks.soak --full
 
 clean:
 	rm -rf $(VENV) build *.egg-info
