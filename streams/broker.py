@@ -53,17 +53,28 @@ def wait_for_metadata(bootstrap: str, timeout: float = 20.0) -> None:
 
 
 class EmbeddedBroker:
-    """Runs Tansu as a child process; `with EmbeddedBroker() as b: b.bootstrap`."""
+    """Runs Tansu as a child process; `with EmbeddedBroker() as b: b.bootstrap`.
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    `advertised_port` (default: `port`) is what clients are told to reconnect to, e.g. a proxy in
+    front of the broker; `bootstrap` is the advertised address, readiness is checked on `port`.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.bootstrap = f"{host}:{self.port}"
+        self.advertised_port = advertised_port or self.port
+        self.bootstrap = f"{host}:{self.advertised_port}"
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"sharingbus-tansu-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
-        url = f"tcp://{self.bootstrap}"
+        listen = f"{self.host}:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL")}
         log = self.log_path.open("ab")
         try:
@@ -72,9 +83,9 @@ class EmbeddedBroker:
                     broker_binary(),
                     "broker",
                     "--listener-url",
-                    url,
+                    f"tcp://{listen}",
                     "--advertised-listener-url",
-                    url,
+                    f"tcp://{self.bootstrap}",
                     "--storage-engine",
                     "memory://tansu/",
                 ],
@@ -86,7 +97,7 @@ class EmbeddedBroker:
         finally:
             log.close()
         try:
-            wait_for_metadata(self.bootstrap, timeout)
+            wait_for_metadata(listen, timeout)
         except BrokerError:
             self.stop()
             raise BrokerError(
@@ -97,6 +108,10 @@ class EmbeddedBroker:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from streams import topics
 from streams.admin import ensure_topics
 from streams.agreements import PlanSet, compile_plans, load_agreements
 from streams.audit import READER_CONFIG
-from streams.broker import broker_binary, free_port, wait_for_metadata
+from streams.broker import EmbeddedBroker, free_port
 from streams.catalogue import Catalogue, load_catalogue
 from streams.errors import BrokerError
 from streams.keys import KeyRing
@@ -61,70 +60,19 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- broker
 
 
-class Tansu:
-    """Tansu (memory storage) listening on `port`, advertising `advertised_port` (default: the same).
-
-    `streams.broker.EmbeddedBroker` advertises the port it listens on; a proxy in between needs the
-    broker to advertise the proxy, since Kafka clients reconnect to the advertised address.
-    """
+class Tansu(EmbeddedBroker):
+    """`EmbeddedBroker` with the reliability suite's log location; `advertised_port` lets a proxy
+    stand between clients and the broker (Kafka clients reconnect to the advertised address)."""
 
     def __init__(
         self, port: int = 0, advertised_port: int | None = None, log_path: Path | None = None
     ) -> None:
-        self.port = port or free_port()
-        self.advertised_port = advertised_port or self.port
-        self.log_path = log_path or Path(tempfile.gettempdir()) / f"sharingbus-rel-tansu-{self.port}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.advertised_port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self, timeout: float = 20.0, wait: bool = True) -> Tansu:
-        env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL")}
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    broker_binary(),
-                    "broker",
-                    "--listener-url",
-                    f"tcp://127.0.0.1:{self.port}",
-                    "--advertised-listener-url",
-                    f"tcp://127.0.0.1:{self.advertised_port}",
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        if wait:
-            try:
-                wait_for_metadata(f"127.0.0.1:{self.port}", timeout)
-            except BrokerError:
-                self.stop()
-                raise
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        port = port or free_port()
+        super().__init__(
+            port=port,
+            advertised_port=advertised_port,
+            log_path=log_path or Path(tempfile.gettempdir()) / f"sharingbus-rel-tansu-{port}.log",
+        )
 
 
 # --------------------------------------------------------------------------- PostgreSQL
