@@ -10,8 +10,12 @@ from streams.security import faust_credentials
 from streams.settings import Settings
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, *, consume: bool = True) -> faust.App:
     """The Faust App for these settings.
+
+    `consume=False` starts Faust without its Kafka consumer, conductor and table manager (Faust's
+    own `BootStrategy` switch): for workers whose roles all read with batched consumers, since
+    Faust's conductor refuses an empty subscription.
 
     Raw bytes everywhere (agents decode with fastavro themselves, so a bad value is dead-lettered
     instead of silently acked), explicit partition counts (Tansu auto-creates 4), Faust's table-
@@ -46,4 +50,6 @@ def create_app(settings: Settings) -> faust.App:
         worker_redirect_stdouts=False,
         datadir=str(settings.data_dir / "faust"),
     )
+    if not consume:
+        app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
     return app

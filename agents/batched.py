@@ -57,6 +57,7 @@ class BatchedConsumer:
         group: str,
         name: str,
         on_revoke: Callable[[], None] | None = None,
+        on_assign: Callable[[list[tuple[str, int]]], None] | None = None,
         lag: bool = False,
     ) -> None:
         self.settings = settings
@@ -65,6 +66,7 @@ class BatchedConsumer:
         self.group = group
         self.name = name
         self._on_revoke = on_revoke
+        self._on_assign = on_assign
         self._lag = lag
         self.assigned: set[tuple[str, int]] = set()
         self._stop = threading.Event()
@@ -120,6 +122,8 @@ class BatchedConsumer:
 
         def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
             self.assigned.update((p.topic, p.partition) for p in partitions)
+            if self._on_assign is not None and partitions:
+                self._on_assign([(p.topic, p.partition) for p in partitions])
 
         def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
             # Every batch is committed before the next poll, so nothing is pending here.

@@ -52,6 +52,10 @@ class BatchRunner:
         self.enforcer = enforcer
         self.producer = producer
         self.vault = vault
+        # The vault write (PostgreSQL) runs while librdkafka delivers the outputs: both must be
+        # confirmed before the batch returns (and its offsets are committed). ~13% of the enforcer's
+        # wall time was spent waiting for PostgreSQL alone (benchmarks/throughput.py, py-spy).
+        self._vault_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault")
 
     def __call__(self, records: list[RawRecord]) -> int:
         attempt = 0
@@ -67,9 +71,12 @@ class BatchRunner:
                 self.enforcer.forget_chains()  # appended in memory, never sent
                 time.sleep(min(5.0, 0.5 * attempt))
                 continue
-            if self.vault is not None:
-                self.vault.flush()
-            failed, errors = self.producer.try_send_all(outputs)
+            vault_written = self._vault_writer.submit(self.vault.flush) if self.vault is not None else None
+            try:
+                failed, errors = self.producer.try_send_all(outputs)
+            finally:
+                if vault_written is not None:
+                    vault_written.result()  # retries while PostgreSQL is down; other errors raise
             if not failed:
                 return len(outputs)
             attempt += 1
@@ -97,6 +104,9 @@ def register_batched(
         group=f"{settings.consumer_group}-enforcer",
         name="enforcer",
         on_revoke=run_batch.enforcer.forget_chains,
+        # Every assigned partition's chain in one read back from the ledger's end, rather than a
+        # read per batch that meets a partition for the first time.
+        on_assign=lambda tps: run_batch.enforcer.recover([f"{t}/{p}" for t, p in tps]),
         lag=True,
     )
 

@@ -1,7 +1,9 @@
 """`/health`, `/ready` and `/metrics` on the worker's web server.
 
-Faust answers `/` before table recovery ends, so readiness is ours: partitions assigned, no
-rebalance in progress, table recovery complete and the schema registry reachable.
+Faust answers `/` before table recovery ends, so readiness is ours: partitions assigned (to Faust's
+consumer or to a batched one), no rebalance in progress, table recovery complete and the schema
+registry reachable. A worker whose roles need no Faust subscription runs Faust without a consumer
+(`agents.app.create_app(consume=False)`): then only the batched consumers' assignments count.
 """
 
 from __future__ import annotations
@@ -47,9 +49,13 @@ class Readiness:
         ttl: float = 5.0,
         extra: dict[str, Callable[[], bool]] | None = None,
         broker_reachable: Callable[[], bool] | None = None,
+        batched_assigned: Callable[[], int] | None = None,
+        faust_consumer: bool = True,
     ) -> None:
         self.app = app
         self._extra = extra or {}
+        self._batched_assigned = batched_assigned
+        self._faust_consumer = faust_consumer
         self._registry = _Probe(registry_reachable, ttl)
         self._broker = _Probe(broker_reachable, ttl) if broker_reachable is not None else None
 
@@ -58,12 +64,16 @@ class Readiness:
 
     async def state(self) -> dict[str, Any]:
         app = self.app
-        assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
-        recovery = app.tables.recovery  # type: ignore[attr-defined]  # not on the ABC
+        assigned = self._batched_assigned() if self._batched_assigned is not None else 0
+        recovered = True
+        if self._faust_consumer:
+            assigned += len(app.consumer.assignment()) if app.consumer is not None else 0
+            recovery = app.tables.recovery  # type: ignore[attr-defined]  # not on the ABC
+            recovered = recovery.completed.is_set() and not recovery.in_recovery
         checks = {
             "partitions_assigned": assigned > 0,
             "not_rebalancing": not app.rebalancing,
-            "recovery_complete": recovery.completed.is_set() and not recovery.in_recovery,
+            "recovery_complete": recovered,
             "registry_reachable": await self.registry_ok(),
         }
         if self._broker is not None:

@@ -32,7 +32,16 @@ from streams import metrics, topics, topology
 from streams.area_counts import AreaCounts, cells_of
 from streams.deadletter import Output, RawRecord
 from streams.disclosure import SuppressedTable, suppress
-from streams.profiles import HALF_LIFE_DAYS, Profile, apply_fact, event_key, merge, parse_time, rescore
+from streams.profiles import (
+    HALF_LIFE_DAYS,
+    MAX_CONTRIBUTIONS,
+    Profile,
+    apply_fact,
+    event_key,
+    merge,
+    parse_time,
+    rescore,
+)
 from streams.profiles import retract as retract_event
 
 log = logging.getLogger(__name__)
@@ -223,12 +232,14 @@ class ProfileStage:
         topics: ViewsTopics,
         half_life_days: float = HALF_LIFE_DAYS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_contributions: int = MAX_CONTRIBUTIONS,
     ) -> None:
         self.profiles, self.tombs = profiles, tombs
         self.weights = dict(weights)
         self.topics = topics
         self.half_life_days = half_life_days
         self.clock = clock
+        self.cap = max_contributions  # per profile: the newest are kept (streams.profiles)
 
     def process(self, records: Sequence[RawRecord]) -> ProfileResult:
         """Work out a batch without changing the tables; bad records become dead letters in `outputs`.
@@ -300,7 +311,7 @@ class ProfileStage:
         onward = batch.tomb(token)["moved_to"]
         if onward:  # a late or replayed fact of a merged token follows the merge
             single = Profile(token)
-            if apply_fact(single, doc):
+            if apply_fact(single, doc, self.cap):
                 move = {
                     "kind": "move",
                     "from": token,
@@ -311,7 +322,7 @@ class ProfileStage:
                 result.outputs.append(Output(self.topics.moves, onward.encode(), _dumps(move)))
             return
         profile = batch.profile(token) or Profile(token)
-        if apply_fact(profile, doc):
+        if apply_fact(profile, doc, self.cap):
             batch.set_profile(token, profile, record.partition)
 
     def _merge(self, record: RawRecord, doc: dict[str, Any], batch: _Batch, result: ProfileResult) -> None:
@@ -365,7 +376,7 @@ class ProfileStage:
         gone = batch.erased(target)
         moved.contributions = {k: c for k, c in moved.contributions.items() if f"{k[0]:016x}" not in gone}
         profile = batch.profile(target) or Profile(target)
-        if merge(profile, moved):
+        if merge(profile, moved, self.cap):
             batch.set_profile(target, profile, record.partition)
 
     def _retract(

@@ -1,4 +1,4 @@
-"""Assembles one worker: every agent (enforcer, linker, views, sinks) and the web routes on one App.
+"""Assembles one worker: the agents of its roles (enforcer, audit sink, linker, views) and web routes.
 
 Everything that can fail for configuration reasons (schemas, agreements, keys, security settings,
 factor catalogue) fails here, at start, with the file and key named: never per event.
@@ -14,18 +14,20 @@ import faust
 from agents import app as app_module
 from agents import audit_sink, health
 from agents import enforcer as enforcer_agent
+from agents.batched import BatchedConsumer
 from streams import metrics
 from streams.admin import ensure_topics
 from streams.agreements import PlanWatcher
 from streams.audit import recover_chains
 from streams.catalogue import Catalogue, load_catalogue
 from streams.enforcement import Enforcer
+from streams.errors import ConfigurationError
 from streams.keys import KeyRing
 from streams.link_facts import VaultBuffer, make_link_facts
 from streams.producer import DeliveringProducer
 from streams.registry_client import RegistrySchemas, registry_client
 from streams.rights import build_rights
-from streams.settings import Settings
+from streams.settings import ROLES, Settings
 from streams.topology import DLQ_STAGES, bus_topics
 from streams.vault import Vault
 
@@ -34,15 +36,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Worker:
-    """The pieces of one worker process, kept together so tests and the benchmark can reach them."""
+    """The pieces of one worker process, kept together so tests and the benchmark can reach them.
+
+    `enforcer` and `producer` are None when the worker does not run the enforcer role.
+    """
 
     app: faust.App
     settings: Settings
     catalogue: Catalogue
     keyring: KeyRing
     plans: PlanWatcher
-    enforcer: Enforcer
-    producer: DeliveringProducer
+    enforcer: Enforcer | None
+    producer: DeliveringProducer | None
 
 
 def broker_reachable(settings: Settings, timeout: float = 2.0) -> bool:
@@ -62,7 +67,17 @@ def load_keyring(settings: Settings) -> KeyRing:
     return KeyRing.load(settings.keyring_path)
 
 
-def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
+def build_worker(settings: Settings) -> Worker:
+    """One worker running `settings.roles` (default all: enforcer, audit, linker, views).
+
+    Roles scale independently in production (docker-compose runs enforcer-only workers beside
+    one set for the rest); each role reads with its own consumer group, so any mix of workers
+    shares every role's partitions.
+    """
+    roles = settings.role_set
+    if not settings.batched_consumers and roles != frozenset(ROLES):
+        # Faust agents of different roles would share one consumer group with differing subscriptions.
+        raise ConfigurationError("SHARINGBUS_ROLES needs every role when SHARINGBUS_BATCHED_CONSUMERS=false")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalogue = load_catalogue(settings.schemas_dir)
     keyring = load_keyring(settings)
@@ -70,6 +85,52 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
     planset = plans.current()
     ensure_topics(settings, bus_topics(settings, catalogue, planset))
     schemas = RegistrySchemas(registry_client(settings))
+    # Faust consumes only for the views (tables) or when agents replace the batched consumers.
+    faust_consumer = "views" in roles or not settings.batched_consumers
+    app = app_module.create_app(settings, consume=faust_consumer)
+    batched: list[BatchedConsumer] = []
+    enforcer = producer = None
+    if "enforcer" in roles:
+        enforcer, producer = _register_enforcer(app, settings, catalogue, keyring, plans, schemas, batched)
+    if "audit" in roles:
+        if settings.batched_consumers:
+            batched.append(audit_sink.register_batched(app, settings))
+        else:
+            audit_sink.register(app, settings)
+    if "linker" in roles:
+        from agents import linker
+
+        consumer = linker.register(app, settings)
+        if isinstance(consumer, BatchedConsumer):
+            batched.append(consumer)
+    if "views" in roles:
+        from agents import views
+
+        views.register(app, settings)
+    readiness = health.Readiness(
+        app,
+        schemas.reachable,
+        extra={f"{b.name}_consuming": (lambda b=b: b.alive) for b in batched},  # type: ignore[misc]
+        broker_reachable=lambda: broker_reachable(settings),
+        batched_assigned=lambda: sum(len(b.assigned) for b in batched),
+        faust_consumer=faust_consumer,
+    )
+    health.register(app, readiness)
+    metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
+    metrics.set_worker_info(settings.consumer_group)
+    log.info("worker roles: %s", settings.roles)
+    return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
+
+
+def _register_enforcer(
+    app: faust.App,
+    settings: Settings,
+    catalogue: Catalogue,
+    keyring: KeyRing,
+    plans: PlanWatcher,
+    schemas: RegistrySchemas,
+    batched: list[BatchedConsumer],
+) -> tuple[Enforcer, DeliveringProducer]:
     kafka_config = settings.kafka_config()
     audit_partitions = settings.topic_partitions
     vault = VaultBuffer(Vault(settings.postgres_dsn))
@@ -84,38 +145,13 @@ def build_worker(settings: Settings, *, extra_agents: bool = True) -> Worker:
         rights=build_rights(settings, catalogue, keyring),
     )
     producer = DeliveringProducer(kafka_config)
-    app = app_module.create_app(settings)
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
     run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault)
-    extra_checks = {}
     if settings.batched_consumers:
-        batched = enforcer_agent.register_batched(app, settings, raw_topics, run_batch)
-        extra_checks["enforcer_consuming"] = lambda: batched.alive
+        batched.append(enforcer_agent.register_batched(app, settings, raw_topics, run_batch))
     else:
         enforcer_agent.register_agent(app, raw_topics, run_batch)
-    # The audit sink always runs: the ledger in PostgreSQL is part of the enforcer's promise. On
-    # the batched path it reads with its own consumer, unless it is the only Faust subscription
-    # left (Faust's conductor needs one).
-    if settings.batched_consumers and extra_agents:
-        audit_sink.register_batched(app, settings)
-    else:
-        audit_sink.register(app, settings)
-    if extra_agents:
-        _register_downstream(app, settings)
-    readiness = health.Readiness(
-        app, schemas.reachable, extra=extra_checks, broker_reachable=lambda: broker_reachable(settings)
-    )
-    health.register(app, readiness)
-    metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
-    metrics.set_worker_info(settings.consumer_group)
-    return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
-
-
-def _register_downstream(app: faust.App, settings: Settings) -> None:
-    from agents import linker, views
-
-    linker.register(app, settings)
-    views.register(app, settings)
+    return enforcer, producer
 
 
 def run(settings: Settings) -> None:

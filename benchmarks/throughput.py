@@ -13,10 +13,10 @@ writes them to the raw topics, then measures, each in its own process and consum
   (b)     naive: a Faust agent iterating events one by one through the same engine
           (`Enforcer.process`: decode, plans per recipient, encode, audit, link facts) and awaiting
           one `topic.send()` per output, to `naive.*` topics;
-  (c)     enforcer: the real enforcer (+ its audit sink), `build_worker(settings, extra_agents=False)`,
-          in a subprocess
-          (`--full-worker`: `sharebus worker`, every agent), realistic agreements (5 recipients;
-          pseudonymise, generalise and drop);
+  (c)     enforcer: the real enforcer worker, `sharebus worker --roles enforcer`, as production runs
+          it (the audit sink, linker and views are other roles, scaled as their own workers;
+          `--full-worker`: `sharebus worker` with every role in the one process), realistic
+          agreements (5 recipients; pseudonymise, generalise and drop);
   (d)     `--variant batched`: prototype of a contained fix, the same engine and producer fed by a
           confluent-kafka consumer (`consume(2000)`) in a thread of a Faust service, committing after
           every batch is delivered, to `batched.*` topics.
@@ -65,7 +65,7 @@ from benchmarks._common import (
 from streams.settings import Settings
 
 BATCH = 2000
-ROLES = ("copy", "naive", "enforcer", "batched")
+ROLES = ("copy", "naive", "batched")
 IDLE_TOPIC = "bench.idle"
 VAULT_EVERY = 500  # (b) writes the vault every this many events
 FETCH_WAIT_ENV = "BENCH_FETCH_WAIT_MS"
@@ -226,14 +226,6 @@ def role_naive(settings: Settings) -> None:
     schemas = RegistrySchemas(registry_client(settings))
     health.register(app, health.Readiness(app, schemas.reachable))
     _run_faust(app, settings)
-
-
-def role_enforcer(settings: Settings) -> None:
-    """(c) the real worker with only the enforcer agent."""
-    from agents.worker import build_worker
-
-    worker = build_worker(settings, extra_agents=False)
-    _run_faust(worker.app, settings)
 
 
 def role_batched(settings: Settings) -> None:
@@ -665,7 +657,7 @@ def main(argv: list[str] | None = None) -> None:
         configure_logging(settings)
         if os.environ.get(FETCH_WAIT_ENV):
             patch_fetch_wait(int(os.environ[FETCH_WAIT_ENV]))
-        {"copy": role_copy, "naive": role_naive, "enforcer": role_enforcer, "batched": role_batched}[
+        {"copy": role_copy, "naive": role_naive, "batched": role_batched}[
             args.role
         ](settings)
         return
@@ -706,7 +698,8 @@ def main(argv: list[str] | None = None) -> None:
                     s = settings.model_copy(
                         update={"consumer_group": group, "data_dir": settings.data_dir / role}
                     )
-                    argv = [sys.executable, "-m", "streams.cli.main", "worker"]
+                    roles = "all" if args.full_worker else "enforcer"
+                    argv = [sys.executable, "-m", "streams.cli.main", "worker", "--roles", roles]
                     child = spawn("worker", argv, s, log_dir, web=True)
                 else:
                     child = _spawn_role(role, settings, log_dir, group, args.fetch_wait_ms)
@@ -747,9 +740,8 @@ def main(argv: list[str] | None = None) -> None:
                 w.audits,
             )
         if "c" in args.only:
-            role = "worker" if args.full_worker else "enforcer"
             name = "(c) enforcer" + (" (full worker)" if args.full_worker else "")
-            phase("c", name, role, "sharingbus", ["audit.decisions"], w.audits)
+            phase("c", name, "worker", "sharingbus", ["audit.decisions"], w.audits)
 
     print()
     print(f"Sharing Bus throughput, {n} simulated events, {os.cpu_count()} CPUs, Tansu embedded broker")

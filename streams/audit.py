@@ -39,6 +39,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streams import topics
 from streams.errors import BrokerError, ConfigurationError, ValidationError
+from streams.offsets import end_offsets
 from streams.reader import read_to_end
 
 GENESIS = "0" * 64
@@ -63,7 +64,8 @@ CHAIN_FIELDS = frozenset({"chain", "seq", "prev_hash", "hash"})
 
 # A random stand-in for the hash while the record is encoded (see AuditChain.append).
 _PLACEHOLDER = secrets.token_hex(32)
-_HASH_ITEM = f'"hash":"{_PLACEHOLDER}",'
+_PLACEHOLDER_B = _PLACEHOLDER.encode()
+_HASH_ITEM_B = f'"hash":"{_PLACEHOLDER}",'.encode()
 
 
 class _Canonical:
@@ -77,13 +79,16 @@ class _Canonical:
     _OPTIONS = orjson.OPT_SORT_KEYS
 
     def encode(self, record: Mapping[str, Any]) -> str:
+        return self.encode_bytes(record).decode()
+
+    def encode_bytes(self, record: Mapping[str, Any]) -> bytes:
         # orjson writes NaN and infinities as null: refuse them, as json's allow_nan=False did.
         # (Top-level values only: records carry lists of field paths and kinds, never floats.)
         for value in record.values():
             if type(value) is float and not math.isfinite(value):
                 raise ValueError("NaN and infinity have no canonical JSON")
         try:
-            return orjson.dumps(record, option=self._OPTIONS).decode()
+            return orjson.dumps(record, option=self._OPTIONS)
         except orjson.JSONEncodeError as exc:
             raise TypeError(str(exc)) from exc
 
@@ -93,7 +98,7 @@ _ENCODER = _Canonical()
 
 def canonical(record: Mapping[str, Any]) -> bytes:
     """The canonical bytes of a record: UTF-8 JSON, sorted keys, compact separators, no NaN."""
-    return _ENCODER.encode(record).encode()
+    return _ENCODER.encode_bytes(record)
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -129,7 +134,7 @@ class AuditChain:
     the audit partition to produce to (set by `recover_chain`; `None` if built by hand).
     """
 
-    __slots__ = ("_key", "chain_id", "partition", "prev_hash", "seq")
+    __slots__ = ("chain_id", "key", "partition", "prev_hash", "seq")
 
     def __init__(
         self, chain_id: str, prev_hash: str = GENESIS, seq: int = 0, partition: int | None = None
@@ -142,7 +147,7 @@ class AuditChain:
         self.prev_hash = prev_hash
         self.seq = seq
         self.partition = partition
-        self._key = chain_id.encode()
+        self.key = chain_id.encode()  # the Kafka key of every record of this chain
 
     def __repr__(self) -> str:
         return (
@@ -186,23 +191,22 @@ class AuditChain:
         fields["prev_hash"] = self.prev_hash
         fields["hash"] = _PLACEHOLDER
         try:
-            text = _ENCODER.encode(fields)
+            text = _ENCODER.encode_bytes(fields)
         except (TypeError, ValueError) as exc:
             raise ValidationError("audit", f"record is not JSON-serialisable: {exc}") from exc
         # Encode once with a placeholder hash, then cut it out for the hashed body. "hash" is never
         # the last key ("prev_hash" and "seq" sort after it), so its item ends with a comma.
-        if text.count(_PLACEHOLDER) == 1:
-            i = text.index(_HASH_ITEM)
-            head, tail = text[:i], text[i + len(_HASH_ITEM) :]
+        if text.count(_PLACEHOLDER_B) == 1:
+            i = text.index(_HASH_ITEM_B)
+            head, tail = text[:i], text[i + len(_HASH_ITEM_B) :]
         else:  # the caller's data contains this process's random placeholder: encode around it
             del fields["hash"]
-            head = _ENCODER.encode({k: v for k, v in fields.items() if k < "hash"})[:-1] + ","
-            tail = _ENCODER.encode({k: v for k, v in fields.items() if k > "hash"})[1:]
-        digest = hashlib.sha256((head + tail).encode()).hexdigest()
-        value = f'{head}"hash":"{digest}",{tail}'
+            head = _ENCODER.encode_bytes({k: v for k, v in fields.items() if k < "hash"})[:-1] + b","
+            tail = _ENCODER.encode_bytes({k: v for k, v in fields.items() if k > "hash"})[1:]
+        digest = hashlib.sha256(head + tail).hexdigest()
         self.seq = seq
         self.prev_hash = digest
-        return self._key, value.encode()
+        return self.key, b"".join((head, b'"hash":"', digest.encode(), b'",', tail))
 
 
 # --------------------------------------------------------------------------- recovery
@@ -213,9 +217,14 @@ READER_CONFIG = {"fetch.wait.max.ms": 20}
 
 
 def _read_partitions(
-    kafka_config: dict[str, Any], topic: str, partitions: Iterable[int], timeout: float
+    kafka_config: dict[str, Any],
+    topic: str,
+    partitions: Iterable[int],
+    timeout: float,
+    starts: Mapping[int, int] | None = None,
 ) -> Iterator[Message]:
-    """Every record of some partitions from offset 0 until each hits EOF (the fetch high watermark)."""
+    """Every record of some partitions from offset 0 (or `starts[p]`) until each hits EOF (the fetch
+    high watermark)."""
     conf = {**kafka_config, **READER_CONFIG}
     conf.update(
         {
@@ -230,7 +239,7 @@ def _read_partitions(
         return
     consumer = Consumer(conf)
     try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in sorted(pending)])
+        consumer.assign([TopicPartition(topic, p, (starts or {}).get(p, 0)) for p in sorted(pending)])
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
@@ -267,8 +276,9 @@ def recover_chains(
     n_partitions: int,
     topic: str = topics.AUDIT_DECISIONS,
     timeout: float = 60.0,
+    window: int = 4096,
 ) -> dict[str, AuditChain]:
-    """Chains positioned after their last record, reading each audit partition once (to EOF).
+    """Chains positioned after their last record, read back from each audit partition's end.
 
     For a rebalance that hands a worker several input partitions at once. A chain with no
     record yet starts at GENESIS. Raises BrokerError if the audit topic is missing or its
@@ -283,10 +293,23 @@ def recover_chains(
     chains = {c: AuditChain(c, partition=p) for c, p in wanted.items()}
     keys = {c.encode(): c for c in wanted}
     last: dict[str, bytes] = {}
-    for msg in _read_partitions(kafka_config, topic, set(wanted.values()), timeout):
-        key = msg.key()
-        if key in keys:  # the key is the chain id: no JSON parsing for other chains
-            last[keys[key]] = msg.value() or b""
+    # Read back from the end in growing windows, each to EOF: a chain's last record is the last one
+    # seen from any start, and active chains are found in the first window, so a rebalance costs
+    # the recent tail of the ledger, not all of it (a chain with no record yet costs a full read).
+    ends = end_offsets(kafka_config, [(topic, p) for p in set(wanted.values())], timeout)
+    lowest = {p: ends[(topic, p)] for p in set(wanted.values())}  # where reading has started so far
+    span = window
+    while True:
+        todo = {wanted[c] for c in wanted if c not in last and lowest[wanted[c]] > 0}
+        if not todo:
+            break
+        starts = {p: max(0, ends[(topic, p)] - span) for p in todo}
+        for msg in _read_partitions(kafka_config, topic, todo, timeout, starts):
+            key = msg.key()
+            if key in keys:  # the key is the chain id: no JSON parsing for other chains
+                last[keys[key]] = msg.value() or b""
+        lowest.update(starts)
+        span *= 4
     for c, raw in last.items():
         p = wanted[c]
         try:

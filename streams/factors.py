@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,8 +160,14 @@ def _role(person: Any) -> str | None:
 
 
 def _district(postcode: Any) -> str | None:
-    if not postcode:
+    if not postcode or type(postcode) is not str:
         return None
+    return _district_of(postcode)
+
+
+@lru_cache(maxsize=65536)
+def _district_of(postcode: str) -> str | None:
+    """Cached: the same postcodes recur in every event about a place or person (~2% of the enforcer)."""
     try:
         return postcode_district(postcode)
     except InvalidIdentifier:
@@ -238,8 +245,21 @@ def _people_array(et: EventType) -> str | None:
 
 
 def _combine(all_of: list[Predicate], any_of: list[Predicate]) -> Predicate:
+    # Plain loops, and the single-condition rule returned as is: every rule of an event type runs
+    # on every event (generator expressions in all()/any() were ~10% of the enforcer's time).
+    if len(all_of) == 1 and not any_of:
+        return all_of[0]
+
     def test(event: Mapping[str, Any], item: Mapping[str, Any] | None) -> bool:
-        return all(p(event, item) for p in all_of) and (not any_of or any(p(event, item) for p in any_of))
+        for p in all_of:
+            if not p(event, item):
+                return False
+        if not any_of:
+            return True
+        for p in any_of:  # noqa: SIM110 (a loop: no generator object per event)
+            if p(event, item):
+                return True
+        return False
 
     return test
 

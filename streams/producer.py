@@ -29,7 +29,21 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "message.timeout.ms": 60000,
     "log_level": 3,
+    # Success is what flush() returning 0 already says; a Python callback per acknowledged record
+    # cost ~1 us each (3.3 outputs an event). Failures still call `on_delivery` with the error.
+    "delivery.report.only.error": True,
 }
+
+
+def _on_failure(out: Output, failed: list[Output], errors: list[KafkaError]) -> Any:
+    """Delivery callback for one record (called for failures only: delivery.report.only.error)."""
+
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            failed.append(out)
+            errors.append(err)
+
+    return on_delivery
 
 
 class DeliveringProducer:
@@ -71,8 +85,23 @@ class DeliveringProducer:
         failed: list[Output] = []
         errors: list[KafkaError] = []
         try:
-            for out in outputs:
-                self._produce(out, failed, errors)
+            produce = self._producer.produce
+            for out in outputs:  # inlined: this loop runs ~3 times per enforced event
+                on_delivery = _on_failure(out, failed, errors)
+                partition = out.partition if out.partition is not None else -1
+                while True:
+                    try:
+                        produce(
+                            out.topic,
+                            value=out.value,
+                            key=out.key,
+                            partition=partition,
+                            on_delivery=on_delivery,
+                            headers=out.headers or None,  # type: ignore[arg-type]  # list is invariant
+                        )
+                        break
+                    except BufferError:
+                        self._producer.poll(0.05)
             while self._producer.flush(1.0) > 0:
                 if deadline is not None and time.monotonic() > deadline:
                     raise BrokerError("timed out waiting for deliveries")
@@ -88,24 +117,6 @@ class DeliveringProducer:
             self._producer = Producer(self._conf)
             failed = list(outputs)
         return failed, errors
-
-    def _produce(self, out: Output, failed: list[Output], errors: list[KafkaError]) -> None:
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            if err is not None:
-                failed.append(out)
-                errors.append(err)
-
-        kwargs: dict[str, Any] = {"key": out.key, "value": out.value, "on_delivery": on_delivery}
-        if out.headers:
-            kwargs["headers"] = out.headers
-        if out.partition is not None:
-            kwargs["partition"] = out.partition
-        while True:
-            try:
-                self._producer.produce(out.topic, **kwargs)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)

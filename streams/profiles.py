@@ -8,6 +8,18 @@ partners, the score) is derived from those, which is what makes the operations e
 - `retract` (erasure) drops an event's contributions and recomputes, leaving no trace of it.
 Counts are of distinct events: one crime naming the same person twice counts once.
 
+Bounded: a profile keeps at most `MAX_CONTRIBUTIONS`, the newest by (occurred_at, event key,
+subject). Adding one more forgets the oldest and raises the profile's `horizon` to it; a fact at or
+below the horizon is ignored, so a replay of a forgotten event cannot come back, and what a profile
+holds is exactly the newest `MAX_CONTRIBUTIONS` of everything it was given, in any order, however
+often, however split across merged tokens (erasures aside: they only remove). Forgetting is always
+safe for erasure and retention (nothing forgotten can be shown), and it drops the oldest evidence,
+the least weighted in the score. Without it, one person's profile, its changelog value and every
+rewrite of it grew with each new event for that person (benchmarks/memory.py).
+
+In memory and on the changelog, contributions are one compact string (`_encode`), about 80 bytes
+each instead of ~490 for a JSON list of lists; `from_dict` reads both forms.
+
 Scores are ADVISORY ONLY. UK GDPR Art 22 forbids decisions with legal or similarly significant
 effect based solely on automated processing; a score here only orders a practitioner's reading
 list, always comes with its explanation (which factor, how often, how recent, what weight), and
@@ -19,13 +31,17 @@ total is floored at 0 ("no current concern").
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, unquote
 
 __all__ = [
     "HALF_LIFE_DAYS",
+    "MAX_CONTRIBUTIONS",
     "Contribution",
     "FactorStats",
     "Profile",
@@ -38,7 +54,10 @@ __all__ = [
 ]
 
 HALF_LIFE_DAYS = 180.0
+MAX_CONTRIBUTIONS = 512  # per profile: ~40 KB in memory at most (a year of weekly events is 52)
 _DAY = 86400.0
+
+Rank = tuple[int, int, int]  # (at, key, subject_index): contributions are forgotten lowest rank first
 
 
 def event_key(event_id: str) -> int:
@@ -62,12 +81,48 @@ class Contribution:
     partner: str
     factors: tuple[str, ...]
 
+    @property
+    def rank(self) -> Rank:
+        return (self.at, self.key, self.subject_index)
+
     def to_list(self) -> list[Any]:
         return [f"{self.key:016x}", self.subject_index, self.at, self.partner, list(self.factors)]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Contribution:
         return cls(int(v[0], 16), int(v[1]), int(v[2]), str(v[3]), tuple(v[4]))
+
+    def encode(self) -> str:
+        """`<key hex> <subject> <at> <partner> <factor>,<factor>` (names %-escaped: no separator inside)."""
+        factors = ",".join(_escape(f) for f in self.factors)
+        return f"{self.key:016x} {self.subject_index} {self.at} {_escape(self.partner)} {factors}"
+
+    @classmethod
+    def decode(cls, text: str) -> Contribution:
+        key, subject, at, partner, factors = text.split(" ")
+        names = tuple(_unescape(f) for f in factors.split(",")) if factors else ()
+        return cls(int(key, 16), int(subject), int(at), _unescape(partner), names)
+
+
+@lru_cache(maxsize=4096)
+def _escape(name: str) -> str:
+    return quote(name, safe="")
+
+
+@lru_cache(maxsize=4096)
+def _unescape(text: str) -> str:
+    return unquote(text)  # cached: every profile shares one string per partner and factor name
+
+
+def _encode(contributions: Iterable[Contribution]) -> str:
+    return ";".join(c.encode() for c in contributions)
+
+
+def _decode(raw: Any) -> list[Contribution]:
+    """Contributions from `to_dict()`: the compact string, or the JSON list of lists written before it."""
+    if isinstance(raw, str):
+        return [Contribution.decode(item) for item in raw.split(";")] if raw else []
+    return [Contribution.from_list(v) for v in raw or ()]
 
 
 @dataclass(frozen=True)
@@ -94,12 +149,15 @@ class Profile:
     score: float = 0.0
     explanation: list[str] = field(default_factory=list)
     scored_at: datetime | None = None
+    horizon: Rank | None = None  # the highest rank forgotten: nothing at or below it is kept or taken
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for Faust table storage (contributions are the source of truth)."""
+        h = self.horizon
         return {
             "person_token": self.person_token,
-            "contributions": [c.to_list() for c in self.contributions.values()],
+            "contributions": _encode(self.contributions.values()),
+            "horizon": [h[0], f"{h[1]:016x}", h[2]] if h is not None else None,
             "score": self.score,
             "explanation": list(self.explanation),
             "scored_at": self.scored_at.isoformat() if self.scored_at else None,
@@ -107,14 +165,15 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Profile:
+        h = d.get("horizon")
         profile = cls(
             person_token=d["person_token"],
             score=float(d.get("score", 0.0)),
             explanation=list(d.get("explanation", [])),
             scored_at=parse_time(d["scored_at"]) if d.get("scored_at") else None,
+            horizon=(int(h[0]), int(h[1], 16), int(h[2])) if h else None,
         )
-        for raw in d.get("contributions", []):
-            c = Contribution.from_list(raw)
+        for c in _decode(d.get("contributions")):
             profile.contributions[(c.key, c.subject_index)] = c
         _rebuild(profile)
         return profile
@@ -130,8 +189,12 @@ class Profile:
         }
 
 
-def apply_fact(profile: Profile, fact: Mapping[str, Any]) -> bool:
-    """Add a `link.person` fact record; False when it was seen before or says nothing."""
+def apply_fact(profile: Profile, fact: Mapping[str, Any], cap: int = MAX_CONTRIBUTIONS) -> bool:
+    """Add a `link.person` fact record; False when it was seen before, is forgotten or says nothing.
+
+    True means the profile changed: a contribution was added, or (the profile being full and the
+    fact older than everything in it) the horizon rose to the fact.
+    """
     factors = tuple(sorted(set(fact.get("factors") or ())))
     if not factors:
         return False
@@ -139,19 +202,37 @@ def apply_fact(profile: Profile, fact: Mapping[str, Any]) -> bool:
     if key in profile.contributions:
         return False
     at = int(parse_time(fact["occurred_at"]).timestamp())
-    profile.contributions[key] = Contribution(
-        key[0], key[1], at, str(fact.get("source_partner", "")), factors
-    )
+    c = Contribution(key[0], key[1], at, str(fact.get("source_partner", "")), factors)
+    if profile.horizon is not None and c.rank <= profile.horizon:
+        return False  # forgotten, or older than all the profile keeps: a replay brings nothing back
+    profile.contributions[key] = c
+    _forget(profile, cap)
     _rebuild(profile)
     return True
 
 
-def merge(into: Profile, other: Profile) -> bool:
-    """Move `other`'s contributions into `into` (the linker merged two tokens); idempotent."""
-    new = {k: c for k, c in other.contributions.items() if k not in into.contributions}
-    if not new:
+def merge(into: Profile, other: Profile, cap: int = MAX_CONTRIBUTIONS) -> bool:
+    """Move `other`'s contributions into `into` (the linker merged two tokens); idempotent.
+
+    The merged profile forgets what either side forgot (the higher horizon): neither side's
+    forgotten events can come back through the other, and the result is the newest `cap` of both.
+    """
+    horizon = _higher(into.horizon, other.horizon)
+    new = {
+        k: c
+        for k, c in other.contributions.items()
+        if k not in into.contributions and (horizon is None or c.rank > horizon)
+    }
+    stale = []
+    if horizon is not None and horizon != into.horizon:
+        stale = [k for k, c in into.contributions.items() if c.rank <= horizon]
+    if not new and not stale and horizon == into.horizon:
         return False
+    for k in stale:
+        del into.contributions[k]
+    into.horizon = horizon
     into.contributions.update(new)
+    _forget(into, cap)
     _rebuild(into)
     return True
 
@@ -165,6 +246,23 @@ def retract(profile: Profile, event_id: str) -> bool:
     if gone:
         _rebuild(profile)
     return bool(gone)
+
+
+def _higher(a: Rank | None, b: Rank | None) -> Rank | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _forget(profile: Profile, cap: int) -> None:
+    """Keep the `cap` highest-ranked contributions; the highest rank dropped becomes the horizon."""
+    excess = len(profile.contributions) - max(cap, 1)
+    if excess <= 0:
+        return
+    oldest = heapq.nsmallest(excess, profile.contributions.items(), key=lambda kc: kc[1].rank)
+    for k, _ in oldest:
+        del profile.contributions[k]
+    top = oldest[-1][1].rank
+    if profile.horizon is None or top > profile.horizon:
+        profile.horizon = top
 
 
 def _rebuild(profile: Profile) -> None:

@@ -11,13 +11,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# What a worker process can run; production deploys each as its own scaled set of workers.
+ROLES = ("enforcer", "audit", "linker", "views")
 
 
 class Settings(BaseSettings):
@@ -56,6 +58,10 @@ class Settings(BaseSettings):
     )
     fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a consumer fetch waits for data (latency)")
     consumer_group: str = Field("sharingbus", description="Faust application id / consumer group")
+    roles: str = Field(
+        ",".join(ROLES),
+        description="What this worker runs, comma-separated: enforcer, audit, linker, views (default all)",
+    )
     web_host: str = Field("127.0.0.1", description="Worker web server host")
     web_port: int = Field(6066, description="Worker web server port (/metrics /health /ready /api)")
     log_json: bool = Field(False, description="Emit JSON log lines")
@@ -63,6 +69,21 @@ class Settings(BaseSettings):
     suppression_threshold: int = Field(10, ge=1, description="Small-number suppression threshold")
     round_to: int = Field(0, ge=0, description="Round published counts to this base (0: no rounding)")
     data_dir: Path = Field(ROOT / "var", description="Worker state (table stores, reports)")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: str) -> str:
+        names = [r.strip() for r in value.split(",") if r.strip()]
+        if names == ["all"]:
+            names = list(ROLES)
+        unknown = sorted(set(names) - set(ROLES))
+        if unknown or not names:
+            raise ValueError(f"roles must be a comma-separated subset of {', '.join(ROLES)}; got {value!r}")
+        return ",".join(r for r in ROLES if r in names)
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(self.roles.split(","))
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka (confluent-kafka) configuration, including security settings."""

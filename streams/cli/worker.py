@@ -1,4 +1,4 @@
-"""`sharebus worker`: one Faust worker with every agent; `/metrics /health /ready /api` on its web port."""
+"""`sharebus worker`: one Faust worker running the agents of its roles; `/metrics /health /ready /api`."""
 
 from __future__ import annotations
 
@@ -24,14 +24,25 @@ def _announce_when_up(url: str, timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def worker(web_port: int = typer.Option(None, help="Web port (default: SHARINGBUS_WEB_PORT)")) -> None:
+def worker(
+    web_port: int = typer.Option(None, help="Web port (default: SHARINGBUS_WEB_PORT)"),
+    roles: str = typer.Option(
+        None, help="Comma-separated subset of enforcer,audit,linker,views (default: SHARINGBUS_ROLES, all)"
+    ),
+) -> None:
     """Run one worker until SIGTERM/SIGINT."""
     from agents.worker import run
     from streams.logs import configure_logging
+    from streams.settings import Settings
 
     settings = get_settings()
     if web_port is not None:
         settings = settings.model_copy(update={"web_port": web_port})
+    if roles is not None:
+        try:
+            settings = Settings.model_validate({**settings.model_dump(), "roles": roles})
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc).splitlines()[-1], param_hint="--roles") from exc
     configure_logging(settings)
     url = f"http://{settings.web_host}:{settings.web_port}"
     threading.Thread(target=_announce_when_up, args=(url,), daemon=True).start()

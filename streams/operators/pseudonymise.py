@@ -8,6 +8,7 @@ since releasing linkage tokens would let recipients join their data.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -49,4 +50,12 @@ class Pseudonymise(Operator[PseudonymiseParams]):
     def bind(self, params: PseudonymiseParams, ctx: BindContext) -> Transform:
         normalise = NORMALISERS.get(params.identifier, _as_text)
         token = ctx.keyring.tokenizer(params.domain or ctx.domain, params.identifier)
-        return lambda value, event: token(normalise(value))
+
+        # People recur across events: a bounded memo of value -> token saves the normalisation and
+        # the HMAC (~4% of the enforcer). It lives as long as this compiled plan (a key rotation
+        # compiles new plans). Invalid identifiers raise and are never cached.
+        @lru_cache(maxsize=16384)
+        def pseudonym(value: Any) -> str:
+            return token(normalise(value))
+
+        return lambda value, event: pseudonym(value)

@@ -163,3 +163,23 @@ def test_reload_replays_the_ledger_into_postgres_idempotently(
         assert store.by_event(first["event_id"]) == [first]
         again = reload_from_topic(settings.kafka_config(), store, audit_topic)
         assert (again.stored, again.duplicates) == (0, 21)
+
+
+def test_recovery_reads_back_from_the_end_until_every_chain_is_found(
+    settings: Settings, topic_factory: Callable[..., str]
+) -> None:
+    """A chain whose last record lies far behind other chains' recent records (an idle input
+    partition) is still found: the windows read back from the end grow until it is."""
+    topic = topic_factory("audit-windows", partitions=1)
+    conf = settings.kafka_config()
+    old, busy, never = "raw.a.police.crime_recorded/0", "raw.b.police.crime_recorded/1", "raw.c.x/2"
+    writers = {old: AuditChain(old), busy: AuditChain(busy)}
+    records = [(0, *writers[old].append(**fields(old, i + 1))) for i in range(3)]
+    records += [(0, *writers[busy].append(**fields(busy, i + 1))) for i in range(500)]
+    produce_batched(settings, topic, records)
+
+    for window in (7, 64, 4096):  # 7 and 64 need several windows to reach `old`; 4096 one
+        got = recover_chains(conf, [old, busy, never], 1, topic=topic, window=window)
+        assert (got[old].seq, got[old].prev_hash) == (3, writers[old].prev_hash), window
+        assert (got[busy].seq, got[busy].prev_hash) == (500, writers[busy].prev_hash), window
+        assert (got[never].seq, got[never].prev_hash) == (0, "0" * 64), window
