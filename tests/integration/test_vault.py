@@ -96,6 +96,22 @@ def test_recording_is_idempotent(vault: Vault) -> None:
     assert vault.record("tvp", tok, {"pnc_id": "x"}, "e1") == 0
 
 
+def test_values_come_back_exactly_as_sent_through_the_copy_text_format(vault: Vault) -> None:
+    """COPY's text format escapes backslash, tab, newline and CR; a NUL (which PostgreSQL text
+    cannot hold) is dropped, as before."""
+    tok = f"k1.{uuid.uuid4().hex}"
+    awkward = {
+        "family_name": "O\\Brien\tJr\nthe \\N second\r",
+        "given_name": "Zoë \\.",
+        "local_id": "a\x00b",
+    }
+    event = f"e-{uuid.uuid4().hex}"
+    assert vault.record("tvp", tok, awkward, event) == 3
+    found = vault.reidentify(tok, "tvp:dpo", "tvp", WHY)
+    assert {i.kind: i.value for i in found} == {**awkward, "local_id": "ab"}
+    assert {i.event_id for i in found} == {event}
+
+
 def test_forget_erases_the_person_and_is_audited(vault: Vault, person: dict[str, str]) -> None:
     assert vault.forget(person["old"]) > 0
     assert vault.reidentify(person["new"], "tvp:dpo", "tvp", WHY) == []
