@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import Settings
+from streams.settings import ROLES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -72,7 +72,7 @@ def test_bus_services_get_valid_settings(
     for name in list(os.environ):
         if name.startswith("SHARINGBUS_"):
             monkeypatch.delenv(name)
-    for name in ("agents", "init"):
+    for name in ("enforcer", "agents", "init"):
         env = environment(services[name])
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -111,8 +111,8 @@ def test_depends_on_waits_for_health_or_completion(services: dict[str, dict[str,
                 "service_completed_successfully" if one_shot(services[dependency]) else "service_healthy"
             )
             assert spec == {"condition": expected}, f"{name} -> {dependency}"
-    agents = services["agents"]["depends_on"]
-    assert {"kafka", "schema-registry", "postgres", "init"} <= set(agents)
+    for worker in ("enforcer", "agents"):
+        assert {"kafka", "schema-registry", "postgres", "init"} <= set(services[worker]["depends_on"])
 
 
 def test_specific_healthchecks(services: dict[str, dict[str, Any]]) -> None:
@@ -138,12 +138,17 @@ def test_registry_is_confluent_compatible(services: dict[str, dict[str, Any]]) -
 
 
 def test_agents_are_scalable_workers(services: dict[str, dict[str, Any]]) -> None:
-    agents = services["agents"]
-    assert agents["build"]["dockerfile"] == "deploy/Dockerfile"
-    assert (ROOT / agents["build"]["context"] / agents["build"]["dockerfile"]).is_file()
-    assert shlex.split(command(agents)) == ["sharebus", "worker"]
-    assert "container_name" not in agents and "ports" not in agents, "fixed names/ports prevent --scale"
-    assert agents["deploy"]["replicas"] >= 2
+    roles: list[str] = []
+    for name in ("enforcer", "agents"):
+        agents = services[name]
+        assert agents["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert (ROOT / agents["build"]["context"] / agents["build"]["dockerfile"]).is_file()
+        argv = shlex.split(command(agents))
+        assert argv[:3] == ["sharebus", "worker", "--roles"], name
+        roles += Settings(roles=argv[3]).roles.split(",")
+        assert "container_name" not in agents and "ports" not in agents, "fixed names/ports prevent --scale"
+        assert agents["deploy"]["replicas"] >= 2
+    assert sorted(roles) == sorted(ROLES), "every role runs in exactly one service"
     assert "sharebus schemas register" in command(services["init"])
 
 
@@ -156,14 +161,16 @@ def test_prometheus_scrapes_the_agents_web_port(services: dict[str, dict[str, An
     config = yaml.safe_load((ROOT / host_dir / config_path.name).read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "sharingbus-workers")
     port = int(environment(services["agents"])["SHARINGBUS_WEB_PORT"])
+    assert environment(services["enforcer"])["SHARINGBUS_WEB_PORT"] == str(port)
     targets = [(name, sd["port"]) for sd in job.get("dns_sd_configs", []) for name in sd["names"]]
     targets += [
         (t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1]))
         for sc in job.get("static_configs", [])
         for t in sc["targets"]
     ]
-    assert targets and all(target == ("agents", port) for target in targets), targets
-    assert str(port) in [str(p) for p in services["agents"].get("expose", [])]
+    assert sorted(targets) == [("agents", port), ("enforcer", port)], targets
+    for name in ("agents", "enforcer"):
+        assert str(port) in [str(p) for p in services[name].get("expose", [])]
 
 
 def test_grafana_mounts_match_provisioning(services: dict[str, dict[str, Any]]) -> None:
@@ -183,5 +190,6 @@ def test_grafana_mounts_match_provisioning(services: dict[str, dict[str, Any]]) 
 
 def test_key_ring_is_shared_and_read_only_for_workers(services: dict[str, dict[str, Any]]) -> None:
     keyring_dir = str(Path(environment(services["agents"])["SHARINGBUS_KEYRING_PATH"]).parent)
-    assert f"keyring:{keyring_dir}:ro" in services["agents"]["volumes"]
+    for worker in ("enforcer", "agents"):
+        assert f"keyring:{keyring_dir}:ro" in services[worker]["volumes"]
     assert f"keyring:{keyring_dir}" in services["init"]["volumes"]
