@@ -126,7 +126,7 @@ class BatchedConsumer:
                 self._on_assign([(p.topic, p.partition) for p in partitions])
 
         def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
-            # Every batch is committed before the next poll, so nothing is pending here.
+            self._before_revoke(c)
             self.assigned.difference_update((p.topic, p.partition) for p in partitions)
             for p in partitions:
                 metrics.remove_consumer_lag(p.topic, p.partition)
@@ -145,10 +145,15 @@ class BatchedConsumer:
                     self._step(consumer, highwater)
                 except Exception:  # never let the loop die: the batch was not committed, so it replays
                     log.exception("%s batch failed; it will be consumed again", self.name)
+                    try:  # a batch still in flight lands (or fails) before any state is rebuilt
+                        self._before_revoke(consumer)
+                    except Exception:
+                        log.exception("%s: settling the batch in flight failed", self.name)
                     if self._on_revoke is not None:
                         self._on_revoke()
                     self._rewind(consumer)
                     time.sleep(1.0)
+            self._before_revoke(consumer)  # a clean stop commits what is settled
         finally:
             consumer.close()
 
@@ -167,6 +172,10 @@ class BatchedConsumer:
             log.warning("commit failed, the batch may be replayed: %s", exc)
         if self._lag:
             record_lag(records, highwater)
+
+    def _before_revoke(self, consumer: Consumer) -> None:
+        """Every batch is committed before the next poll, so nothing is pending here (subclasses
+        that keep a batch in flight settle it)."""
 
     @staticmethod
     def _rewind(consumer: Consumer) -> None:

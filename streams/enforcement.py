@@ -227,12 +227,23 @@ class Enforcer:
 
     # --- per event (never blocks) ----------------------------------------------------------------
     def process_batch(self, records: Sequence[RawRecord]) -> list[Output]:
+        """Decide a batch. On RegistryUnavailable the chains are put back where the batch found
+        them (none of its records was sent) and the error is raised for the caller to retry."""
         out: list[Output] = []
+        marks = {chain_id: (c.seq, c.prev_hash) for chain_id, c in self._chains.items()}
         try:
             for rec in records:
                 self._process_one(rec, out)
-        finally:
-            self._tally.flush()
+        except RegistryUnavailable:
+            self._tally = _Tally()  # the batch is decided again: count it then
+            for chain_id in list(self._chains):
+                if chain_id in marks:
+                    chain = self._chains[chain_id]
+                    chain.seq, chain.prev_hash = marks[chain_id]
+                else:
+                    del self._chains[chain_id]
+            raise
+        self._tally.flush()
         return out
 
     def process(self, rec: RawRecord, out: list[Output]) -> None:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _IDENTITY_FIELDS = SUBJECT_FIELDS
 
 LinkFacts = Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]]
+VaultRow = tuple[str, str, Mapping[str, Any], str]  # partner, token, identifiers, event id
 
 
 def subject_of(event: Mapping[str, Any], subject_index: int) -> Mapping[str, Any] | None:
@@ -56,7 +57,7 @@ class VaultBuffer:
 
     def __init__(self, vault: Vault | None) -> None:
         self.vault = vault
-        self.rows: list[tuple[str, str, Mapping[str, Any], str]] = []
+        self.rows: list[VaultRow] = []
 
     def add(self, partner: str, token: str, subject: Mapping[str, Any], event_id: str) -> None:
         if self.vault is not None:
@@ -64,19 +65,26 @@ class VaultBuffer:
 
     def flush(self, backoff: float = 1.0) -> None:
         """Write buffered rows, retrying while PostgreSQL is unavailable (never drops them)."""
-        if self.vault is None or not self.rows:
+        self.write(self.take(), backoff)
+
+    def take(self) -> list[VaultRow]:
+        """The rows buffered so far (the buffer starts again empty): to write them elsewhere."""
+        rows, self.rows = self.rows, []
+        return rows
+
+    def write(self, rows: list[VaultRow], backoff: float = 1.0) -> None:
+        """Write `rows`, retrying while PostgreSQL is unavailable; other errors raise."""
+        if self.vault is None or not rows:
             return
         attempt = 0
         while True:
             try:
-                self.vault.record_many(self.rows)
+                self.vault.record_many(rows)
+                return
             except psycopg.OperationalError as exc:  # PostgreSQL unavailable: wait; anything else raises
                 attempt += 1
                 log.warning("vault write failed (attempt %d): %s", attempt, type(exc).__name__)
                 time.sleep(min(10.0, backoff * attempt))
-                continue
-            self.rows = []
-            return
 
     def discard(self) -> None:
         self.rows = []

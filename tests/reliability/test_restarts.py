@@ -270,6 +270,11 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
         assert worker.proc.poll() is None and worker.proc.pid == pid
         assert worker.log().count("[^Worker]: Starting...") == 1
         assert crash_lines(worker.log()) == [], "an agent crashed (Faust acks a crashed agent's batch)"
-        stored = {e for e, _, _ in stored_decisions(settings.postgres_dsn)}
-        assert {p.event_id for p in before} | after_ids <= stored
+        wanted = {p.event_id for p in before} | after_ids
+        wait_until(  # the audit sink stores what is on the topic, a moment later
+            lambda: wanted <= {e for e, _, _ in stored_decisions(settings.postgres_dsn)},
+            60,
+            "every decision in PostgreSQL",
+            1.0,
+        )
         print(f"\nbroker: /ready while gone {sorted(set(statuses))}")
