@@ -185,6 +185,15 @@ class AuditChain:
             if at.tzinfo is None:
                 raise ValidationError("at", "must be timezone-aware")
             fields["at"] = at.astimezone(UTC).isoformat(timespec="milliseconds")
+        return self.seal(fields)
+
+    def seal(self, fields: dict[str, Any]) -> tuple[bytes, bytes]:
+        """`append` without its argument checks, for the enforcer's hot path (~3 us of ~9 saved).
+
+        `fields` must already be a complete record, as `append` would complete it (`kind`, every
+        decision field, `at` as text, JSON values only, no chain fields): the enforcer builds its
+        records that way, and a unit test holds both paths to identical bytes. It is modified.
+        """
         seq = self.seq + 1
         fields["chain"] = self.chain_id
         fields["seq"] = seq

@@ -415,7 +415,13 @@ class Enforcer:
         planset = self._planset
         tally = self._tally
         now_iso = datetime.now(UTC).isoformat()
-        base = {"event_id": event_id, "source_partner": partner, "event_type": event_type, "at": now_iso}
+        base = {
+            "kind": "decision",
+            "event_id": event_id,
+            "source_partner": partner,
+            "event_type": event_type,
+            "at": now_iso,
+        }
         # `source_offset` (with the chain id's topic/partition) finds the raw record again, e.g. to
         # rectify it; `output_key` is how the recipient received it, so corrections key alike.
         covered: set[str] = set()
@@ -449,22 +455,24 @@ class Enforcer:
             if outcome == "error":
                 self._dead(rec, out, dl.PLAN_ERROR, f"plan for {plan.recipient}: {decision.reason}")
             tally.add(_DECISIONS(plan.agreement_id, plan.recipient, outcome))
-            _, value = chain.append(
-                **base,
-                recipient=plan.recipient,
-                agreement_id=plan.agreement_id,
-                agreement_version=plan.agreement_version,
-                plan_version=plan.plan_version,
-                outcome=outcome,
-                reason=decision.reason,
-                released=decision.released,  # lists, only read (serialised) by the chain
-                withheld=decision.withheld,
-                transformed=decision.transformed,
-                invalid_identifiers=decision.invalid_identifiers,
-                subject_tokens=subject_tokens,
-                output_topic=output_topic,
-                output_key=output_key,
-                source_offset=rec.offset,
+            _, value = chain.seal(  # a complete decision record (see AuditChain.seal)
+                {
+                    **base,
+                    "recipient": plan.recipient,
+                    "agreement_id": plan.agreement_id,
+                    "agreement_version": plan.agreement_version,
+                    "plan_version": plan.plan_version,
+                    "outcome": outcome,
+                    "reason": decision.reason,
+                    "released": decision.released,  # lists, only read (serialised) by the chain
+                    "withheld": decision.withheld,
+                    "transformed": decision.transformed,
+                    "invalid_identifiers": decision.invalid_identifiers,
+                    "subject_tokens": subject_tokens,
+                    "output_topic": output_topic,
+                    "output_key": output_key,
+                    "source_offset": rec.offset,
+                }
             )
             out.append(Output(topics.AUDIT_DECISIONS, audit_key, value, partition=audit_part))
         uncovered = self._uncovered.get((event_type, partner, frozenset(covered)))
@@ -474,20 +482,22 @@ class Enforcer:
             self._uncovered[(event_type, partner, frozenset(covered))] = uncovered
         if uncovered:
             # Default deny, audited once per event for every recipient no agreement covers.
-            _, value = chain.append(
-                **base,
-                recipient="*",
-                agreement_id=None,
-                agreement_version=None,
-                plan_version=None,
-                outcome="denied",
-                reason=uncovered,
-                released=[],
-                withheld=[],
-                transformed=[],
-                invalid_identifiers=[],
-                subject_tokens=[],
-                output_topic=None,
+            _, value = chain.seal(
+                {
+                    **base,
+                    "recipient": "*",
+                    "agreement_id": None,
+                    "agreement_version": None,
+                    "plan_version": None,
+                    "outcome": "denied",
+                    "reason": uncovered,
+                    "released": [],
+                    "withheld": [],
+                    "transformed": [],
+                    "invalid_identifiers": [],
+                    "subject_tokens": [],
+                    "output_topic": None,
+                }
             )
             out.append(Output(topics.AUDIT_DECISIONS, audit_key, value, partition=audit_part))
             tally.add(_DECISIONS("none", "*", "denied"))

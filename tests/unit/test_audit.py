@@ -344,3 +344,42 @@ def test_canonical_form_is_the_json_module_s_sorted_compact_form() -> None:
     }
     expected = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert canonical(record) == expected
+
+
+def test_seal_gives_the_same_bytes_as_append_for_a_complete_record() -> None:
+    """The enforcer's unchecked path (`seal`) and the checked one (`append`) write identical records."""
+    at = "2026-11-25T10:00:00.123456+00:00"
+    shared = {
+        "event_id": "e1",
+        "source_partner": "tvp",
+        "event_type": "police.crime_recorded",
+        "at": at,
+        "recipient": "vru",
+        "agreement_id": "a1",
+        "agreement_version": "3",
+        "plan_version": "p9",
+        "outcome": "shared",
+        "reason": "shared under a1 v3",
+        "released": ["occurred_at"],
+        "withheld": ["subject.given_name"],
+        "transformed": ["subject.nhs_number"],
+        "invalid_identifiers": [],
+        "subject_tokens": ["k1.abc"],
+        "output_topic": "shared.vru.police.crime_recorded",
+        "output_key": "k1.abc",
+        "source_offset": 42,
+    }
+    denied = {k: shared[k] for k in ("event_id", "source_partner", "event_type", "at")} | {
+        "recipient": "*",
+        "outcome": "denied",
+        "reason": "no agreement covers x",
+    }
+    checked = AuditChain("raw.tvp.police.crime_recorded/0")
+    unchecked = AuditChain("raw.tvp.police.crime_recorded/0")
+    for fields in (shared, denied, shared):
+        written = checked.append(**dict(fields))
+        complete = json.loads(written[1])
+        for k in ("chain", "seq", "prev_hash", "hash"):
+            del complete[k]
+        assert unchecked.seal(complete) == written
+    assert (unchecked.seq, unchecked.prev_hash) == (checked.seq, checked.prev_hash) == (3, checked.prev_hash)
