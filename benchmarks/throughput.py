@@ -192,7 +192,7 @@ def role_naive(settings: Settings) -> None:
 
     from agents import app as app_module
     from agents import health
-    from agents.enforcer import _raw_record
+    from streams.deadletter import RawRecord
     from streams.registry_client import RegistrySchemas, registry_client
 
     prefix = "naive."
@@ -213,7 +213,7 @@ def role_naive(settings: Settings) -> None:
     async def naive(stream: faust.StreamT) -> None:
         async for event in stream.events():
             outputs: list[Any] = []
-            enforcer.process(_raw_record(event), outputs)
+            enforcer.process(RawRecord.from_event(event), outputs)
             pending[0] += 1
             if vault is not None and pending[0] >= VAULT_EVERY:  # the vault is written in batches
                 vault.flush()
