@@ -158,10 +158,11 @@ class PipelinedEnforcer(BatchedConsumer):
         self._pending: InFlight | None = None
 
     def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
-        msgs = consumer.consume(CONSUME_BATCH, 0.1)
-        records = [RawRecord.from_message(m) for m in msgs if m.error() is None]
-        for m in msgs:
-            if m.error() is not None:
+        records = []
+        for m in consumer.consume(CONSUME_BATCH, 0.1):
+            if m.error() is None:
+                records.append(RawRecord.from_message(m))
+            else:
                 log.warning("consumer error: %s", m.error())
         if not records:
             self._settle(consumer)

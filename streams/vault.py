@@ -113,8 +113,12 @@ def identities_of(subject: Mapping[str, Any]) -> dict[str, Any]:
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r\x00]")
+
+
 def _copy_text(text: str) -> str:
-    return text.translate(_COPY_ESCAPES)
+    # Most values need no escaping; the search is cheaper than a translate that changes nothing.
+    return text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
 def _text(value: Any) -> str:
