@@ -121,9 +121,10 @@ class BatchedConsumer:
         consumer = self._consumer()
 
         def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-            self.assigned.update((p.topic, p.partition) for p in partitions)
             if self._on_assign is not None and partitions:
                 self._on_assign([(p.topic, p.partition) for p in partitions])
+            # Only now: /ready counts these partitions once the hook (chain recovery) is done.
+            self.assigned.update((p.topic, p.partition) for p in partitions)
 
         def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
             self._before_revoke(c)
