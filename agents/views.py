@@ -17,10 +17,11 @@ Topics (docs/contracts.md; names in `streams.topics` / `streams.topology`):
 Faust tables (JSON keys and values, recovered by Faust from their changelogs with
 `agents.recovery_fix` so Tansu's short end offsets cannot lose the tail):
 - `views_person_profiles`: token -> `Profile.to_dict()` (contributions are the source of truth, so
-  replays and duplicates are no-ops by (event_id, subject_index)).
+  replays and duplicates are no-ops by (event_id, subject_index)); at most
+  `streams.profiles.MAX_CONTRIBUTIONS` per profile, the newest, so a profile is bounded per person.
 - `views_person_tombstones`: token -> {"moved_to", "erased"}: where a merged token went (erasures
   follow it) and which events were erased (a profile in flight on the moves topic cannot revive them).
-- `views_area_rows`: "area|week" -> {factor: [event key hex]}, ONE ROW PER (area, week) rather than
+- `views_area_rows`: "area|week" -> {factor: "<event key hex>..."}, ONE ROW PER (area, week) rather than
   one AreaCounts document: a batch rewrites only the rows it touched, once per batch, so the
   changelog carries a few small values per batch instead of the whole aggregate per event. The
   agent keeps a `TableAreaCounts` mirror for suppression and the API, rebuilt from the rows on
@@ -33,7 +34,8 @@ replays the batch and sends the move again, never deletes a profile whose move w
 Table writes go through `send_changelog` with the record's own partition (a batch mixes partitions,
 so Faust's "current event" cannot choose it).
 
-Emission: a timer (`EMIT_INTERVAL`) flushes changed keys only (`agents.views_emit`), in a thread.
+Emission: a timer (`EMIT_INTERVAL`) flushes changed keys only (`agents.views_emit`), in a thread, in
+jobs of at most `EMIT_BATCH` profiles (memory of an emission does not grow with what changed).
 HTTP: the `agents.web` routes are mounted on Faust's web server over `TableViewsReader`; requests
 for a person token or for the area tables that this worker does not own are proxied to the worker
 that does (owner of the key's changelog partition in Faust's assignment; the partition of a token is
@@ -58,7 +60,7 @@ from faust.types import TP
 
 from agents import recovery_fix
 from agents.views_avro import ViewSchemas
-from agents.views_emit import Emitter, now_iso
+from agents.views_emit import EMIT_BATCH, Emitter, now_iso
 from agents.views_reader import LiveViews, TableViewsReader
 from agents.views_state import (
     AREA_PARTITION,
@@ -89,6 +91,7 @@ __all__ = ["EMIT_INTERVAL", "Views", "ViewsTopics", "register"]
 BATCH_SIZE = 1000
 BATCH_WITHIN = 0.2
 EMIT_INTERVAL = 2.0
+MAX_JOBS_PER_TICK = 100  # x EMIT_BATCH profiles: then the timer yields and the next tick goes on
 PROFILES = "views_person_profiles"
 TOMBSTONES = "views_person_tombstones"
 AREA_ROWS = "views_area_rows"
@@ -318,15 +321,20 @@ def register(
         metrics.TABLE_ENTRIES.labels(table=PROFILES).set(len(profiles_table))
         metrics.TABLE_ENTRIES.labels(table=TOMBSTONES).set(len(tombs_table))
         metrics.TABLE_ENTRIES.labels(table=AREA_ROWS).set(len(area_table))
-        if recovering():
-            return
-        job = emitter.take(live)
-        if job.empty:
-            return
+        # Jobs of at most EMIT_BATCH profiles, one after the other, until nothing is pending: what
+        # an emission holds in memory stays the same however many profiles changed (a restart
+        # marks all of them). A failed job is re-queued and waits for the next tick.
         loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(emit_executor, emitter.run, job)
-        emitter.settle(job, outcome)
-        if outcome.topic_ok and outcome.sink_ok:
+        for _ in range(MAX_JOBS_PER_TICK):
+            if recovering():
+                return
+            job = emitter.take(live, limit=EMIT_BATCH)
+            if job.empty:
+                return
+            outcome = await loop.run_in_executor(emit_executor, emitter.run, job)
+            emitter.settle(job, outcome)
+            if not (outcome.topic_ok and outcome.sink_ok):
+                return
             live.last_emit_at = now_iso()
 
     reader = TableViewsReader(live)

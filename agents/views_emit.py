@@ -10,6 +10,12 @@ and the sink keep separate queues, so a PostgreSQL outage does not re-send recor
 After a restart nothing is known to be emitted, so recovery marks every recovered key (agents.views)
 and everything is emitted once more: both outputs are idempotent (compacted topic keyed by token or
 "area|week", upserts that skip unchanged rows).
+
+Memory: a job holds at most `EMIT_BATCH` profiles (`take(limit=...)`; the timer runs jobs until
+nothing is pending), so what one emission allocates (snapshots, `Profile`s, encoded records, the
+sink's parameters) does not grow with the number of profiles marked at once, e.g. every profile
+after a restart. What was last published per area row is remembered as a small fingerprint (the
+counts as a tuple of ints), not as the record: rows are weeks x areas, and kept forever.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from agents.views_avro import ViewSchemas, area_records, profile_record
@@ -30,9 +37,11 @@ from streams.views_sink import ViewsSink
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EmitJob", "Emitter"]
+__all__ = ["EMIT_BATCH", "EmitJob", "Emitter"]
 
 SEND_DEADLINE_S = 30.0
+EMIT_BATCH = 5000  # most profiles in one emission job
+RowPrint = tuple[Any, ...]
 
 
 @dataclass
@@ -76,7 +85,8 @@ class Emitter:
         self._profiles_sink: dict[str, int] = {}
         self._weeks_topic: set[str] = set()
         self._weeks_sink: set[str] = set()
-        self._last_rows: dict[str, dict[str, dict[str, Any]]] = {}  # week -> key -> record (thread only)
+        self._last_rows: dict[str, dict[str, RowPrint]] = {}  # week -> key -> fingerprint (thread only)
+        self._columns: dict[tuple[str, ...], tuple[str, ...]] = {}  # one shared tuple per column list
 
     # --- on the event loop ----------------------------------------------------------------------
     def mark_profiles(self, changed: Mapping[str, int]) -> None:
@@ -105,14 +115,23 @@ class Emitter:
             self._weeks_topic | self._weeks_sink
         )
 
-    def take(self, live: LiveViews) -> EmitJob:
+    def take(self, live: LiveViews, limit: int | None = None) -> EmitJob:
+        """Snapshot what is pending: every week, and at most `limit` profiles (the rest stay pending)."""
         job = EmitJob(columns=live.columns, threshold=live.threshold, round_to=live.round_to)
         tokens = {**self._profiles_sink, **self._profiles_topic}
+        if limit is not None and len(tokens) > limit:
+            tokens = dict(islice(tokens.items(), limit))
+            job.profiles_topic = {t for t in tokens if t in self._profiles_topic}
+            job.profiles_sink = {t for t in tokens if t in self._profiles_sink}
+            for t in tokens:
+                self._profiles_topic.pop(t, None)
+                self._profiles_sink.pop(t, None)
+        else:
+            job.profiles_topic, job.profiles_sink = set(self._profiles_topic), set(self._profiles_sink)
+            self._profiles_topic, self._profiles_sink = {}, {}
         job.profiles = {t: (p, live.profiles.get(t)) for t, p in tokens.items()}
-        job.profiles_topic, job.profiles_sink = set(self._profiles_topic), set(self._profiles_sink)
         job.weeks_topic, job.weeks_sink = set(self._weeks_topic), set(self._weeks_sink)
         job.weeks = {w: live.counts.table(w) for w in job.weeks_topic | job.weeks_sink}
-        self._profiles_topic, self._profiles_sink = {}, {}
         self._weeks_topic, self._weeks_sink = set(), set()
         return job
 
@@ -140,15 +159,18 @@ class Emitter:
                 profile = profiles[token]
                 value = self.schemas.encode(self.names.profiles, profile_record(profile)) if profile else None
                 outputs.append(Output(self.names.profiles, token.encode(), value))
-            rows: dict[str, dict[str, dict[str, Any]]] = {}
+            rows: dict[str, dict[str, RowPrint]] = {}
             for week in sorted(job.weeks_topic):
-                rows[week] = area_records(week, published[week], self.level)
+                records = area_records(week, published[week], self.level)
                 last = self._last_rows.get(week, {})
-                for key, record in rows[week].items():
-                    if last.get(key) != record:
+                prints: dict[str, RowPrint] = {}
+                rows[week] = prints
+                for key, record in records.items():
+                    prints[key] = self._fingerprint(record)
+                    if last.get(key) != prints[key]:
                         value = self.schemas.encode(self.names.areas, record)
                         outputs.append(Output(self.names.areas, key.encode(), value))
-                gone = sorted(last.keys() - rows[week].keys())
+                gone = sorted(last.keys() - prints.keys())
                 outputs += [Output(self.names.areas, key.encode(), None) for key in gone]
             self.producer.send_all(outputs, deadline_s=SEND_DEADLINE_S)
             self._last_rows.update(rows)
@@ -169,6 +191,13 @@ class Emitter:
                 log.warning("views sink failed, will retry: %s", exc)
                 outcome.sink_ok = False
         return outcome
+
+    def _fingerprint(self, record: Mapping[str, Any]) -> RowPrint:
+        """Everything in an area record that can change, compactly (area, week and level are its key)."""
+        cols = tuple(c["factor"] for c in record["counts"])
+        cols = self._columns.setdefault(cols, cols)
+        counts = tuple(c["count"] for c in record["counts"])
+        return (cols, counts, record["total"], record["threshold"], record["round_to"])
 
 
 def now_iso() -> str:

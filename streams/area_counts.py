@@ -2,7 +2,9 @@
 
 Each cell keeps the 8-byte keys of the events that evidenced it, so a replayed or duplicated fact
 (same event id and subject) changes nothing, two people in one event count once, and erasure of an
-event is exact. Raw counts never leave this module except through `published`, which runs
+event is exact. A cell is a sorted `array("Q")` of those keys: 8 bytes an event, where a set of
+Python ints took ~70 (the keys are what grows with every event until retention removes it).
+Raw counts never leave this module except through `published`, which runs
 `streams.disclosure.suppress` (control 9: small-number suppression on every aggregate).
 
 Weeks are ISO weeks of `occurred_at` in UTC ("2026-W11"). Facts without an area at the chosen level
@@ -11,6 +13,8 @@ are counted under the row "unknown", so the totals still include them.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,10 +22,46 @@ from typing import Any, Literal
 from streams.disclosure import SuppressedTable, suppress
 from streams.profiles import event_key, parse_time
 
-__all__ = ["UNKNOWN_AREA", "AreaCounts", "Level", "cells_of", "iso_week"]
+__all__ = [
+    "UNKNOWN_AREA",
+    "AreaCounts",
+    "EventKeys",
+    "Level",
+    "cells_of",
+    "event_keys",
+    "has_key",
+    "iso_week",
+]
 
 Level = Literal["district", "lsoa"]
 UNKNOWN_AREA = "unknown"
+
+EventKeys = array  # array("Q"): sorted, distinct 64-bit event keys (`streams.profiles.event_key`)
+
+
+def event_keys(keys: Iterable[int] = ()) -> EventKeys:
+    return array("Q", sorted(set(keys)))
+
+
+def has_key(keys: EventKeys, key: int) -> bool:
+    i = bisect_left(keys, key)
+    return i < len(keys) and keys[i] == key
+
+
+def _add(keys: EventKeys, key: int) -> bool:
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        return False
+    keys.insert(i, key)
+    return True
+
+
+def _discard(keys: EventKeys, key: int) -> bool:
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
+        return True
+    return False
 
 
 def iso_week(when: datetime | str) -> str:
@@ -45,7 +85,7 @@ class AreaCounts:
 
     def __init__(self, level: Level = "district") -> None:
         self.level: Level = level
-        self._weeks: dict[str, dict[str, dict[str, set[int]]]] = {}
+        self._weeks: dict[str, dict[str, dict[str, EventKeys]]] = {}
 
     def apply(self, fact: Mapping[str, Any]) -> bool:
         """Count a fact; False when every cell already held its event (a replay or duplicate)."""
@@ -55,10 +95,11 @@ class AreaCounts:
         key = event_key(str(fact["event_id"]))
         changed = False
         for area, week, factor in cells:
-            events = self._weeks.setdefault(week, {}).setdefault(area, {}).setdefault(factor, set())
-            if key not in events:
-                events.add(key)
-                changed = True
+            areas = self._weeks.setdefault(week, {}).setdefault(area, {})
+            events = areas.get(factor)
+            if events is None:
+                events = areas[factor] = event_keys()
+            changed = _add(events, key) or changed
         return changed
 
     def retract(self, event_id: str) -> bool:
@@ -68,8 +109,7 @@ class AreaCounts:
         for week, areas in list(self._weeks.items()):
             for area, factors in list(areas.items()):
                 for factor, events in list(factors.items()):
-                    if key in events:
-                        events.discard(key)
+                    if _discard(events, key):
                         changed = True
                         if not events:
                             del factors[factor]
@@ -134,7 +174,9 @@ class AreaCounts:
         for w, areas in d.get("weeks", {}).items():
             for a, fs in areas.items():
                 for f, keys in fs.items():
-                    counts._weeks.setdefault(w, {}).setdefault(a, {})[f] = {int(k, 16) for k in keys}
+                    counts._weeks.setdefault(w, {}).setdefault(a, {})[f] = event_keys(
+                        int(k, 16) for k in keys
+                    )
         return counts
 
     @classmethod
