@@ -34,9 +34,8 @@ Handler = Callable[[list[RawRecord]], Any]
 def record_lag(records: list[RawRecord], highwater: Callable[[str, int], int | None]) -> None:
     """Consumer lag per input partition: the fetch high watermark (right on Tansu, unlike
     ListOffsets) minus the next offset to process."""
-    positions: dict[tuple[str, int], int] = {}
-    for r in records:
-        positions[(r.topic, r.partition)] = max(positions.get((r.topic, r.partition), -1), r.offset + 1)
+    # A consumer returns each partition's records in offset order: the last one per partition wins.
+    positions = {(r.topic, r.partition): r.offset + 1 for r in records}
     for (topic, partition), position in positions.items():
         try:
             high = highwater(topic, partition)

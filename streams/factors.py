@@ -147,11 +147,11 @@ class FactorExtractor:
 def _match(
     rules: Iterable[_CompiledRule], event: Mapping[str, Any], item: Mapping[str, Any] | None
 ) -> tuple[str, ...]:
-    found: set[str] = set()
+    found: frozenset[str] | None = None
     for rule in rules:
         if rule.test(event, item):
-            found |= rule.factors
-    return tuple(sorted(found))
+            found = rule.factors if found is None else found | rule.factors
+    return () if found is None else tuple(sorted(found))
 
 
 def _role(person: Any) -> str | None:
@@ -321,7 +321,7 @@ def _mapping_test(
         for v in spec.contains_any:
             _check_value(where, et, items, _kind(items), v)
         wanted = frozenset(spec.contains_any)
-        return lambda v: isinstance(v, list) and any(x in wanted for x in v)
+        return lambda v: isinstance(v, list) and not wanted.isdisjoint(v)
     if kind not in ("int", "long", "float", "double"):
         raise ConfigurationError(f"{where}: gte/lte need a number field, not {kind}")
     if spec.gte is not None:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -224,6 +225,32 @@ def test_hostile_records_are_dead_lettered_with_their_reason(stack: tuple[Settin
     _wait_decided(settings, {good_id})
     assert worker.proc.poll() is None
     assert "Crashed reason" not in worker.log()
+
+
+def test_event_ids_are_passed_on_in_canonical_form(stack: tuple[Settings, WorkerProcess]) -> None:
+    """An upper-case spelling of a valid UUID is decided under its canonical (lower-case) form."""
+    settings, _ = stack
+    sim = Simulation(seed=17, people=100)
+    stop_search = next(e for p, t, e in sim.events(500) if t == "police.stop_search")
+    topic = topics.raw("thames_valley_police", "police.stop_search")
+    et = load_catalogue(settings.schemas_dir).event_type("police.stop_search")
+    with Publisher(settings, "thames_valley_police") as pub:
+        record = pub.prepare("police.stop_search", stop_search)
+    canonical = str(uuid.uuid4())
+    record["envelope"] = dict(record["envelope"], event_id=canonical.upper())
+    schema_id = RegistrySchemas(registry_client(settings)).id_for(topics.value_subject(topic), et.schema)
+    buf = io.BytesIO()
+    buf.write(b"\x00" + schema_id.to_bytes(4, "big"))
+    schemaless_writer(buf, et.parsed, record)
+    producer = Producer(settings.kafka_config())
+    producer.produce(topic, key=b"upper", value=buf.getvalue())
+    producer.flush()
+    decisions = [r for r in _wait_decided(settings, {canonical}) if r["event_id"] == canonical]
+    assert decisions and not [r for r in _audit(settings) if r["event_id"] == canonical.upper()]
+    shared = {r["output_topic"] for r in decisions if r["outcome"] == "shared"}
+    for out_topic in shared:
+        events = [e for _, e in _decoded(settings, out_topic) if str(e["envelope"]["event_id"]) == canonical]
+        assert events, out_topic
 
 
 def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, WorkerProcess]) -> None:
