@@ -173,20 +173,28 @@ class PipelinedEnforcer(BatchedConsumer):
         if self._lag:
             record_lag(records, highwater)
 
-    def _settle(self, consumer: Consumer) -> None:
+    def _settle(self, consumer: Consumer, *, wait_for_commit: bool = False) -> None:
+        """Wait for the batch in flight, then commit its offsets.
+
+        The commit itself need not be waited for in steady state: if it is lost, the batch is
+        replayed (de-duplicable), which is all at-least-once asks. Before a rebalance it is.
+        """
         pending, self._pending = self._pending, None
         if pending is None:
             return
         if pending.settle(self.runner.producer):
             raise UndeliveredBatch("outputs undelivered")  # the loop rewinds to the committed offsets
         try:
-            consumer.commit(offsets=pending.offsets(), asynchronous=False)
+            if wait_for_commit:
+                consumer.commit(offsets=pending.offsets(), asynchronous=False)
+            else:
+                consumer.commit(offsets=pending.offsets(), asynchronous=True)
         except KafkaException as exc:  # e.g. a rebalance: the batch is replayed (de-duplicable)
             log.warning("commit failed, the batch may be replayed: %s", exc)
 
     def _before_revoke(self, consumer: Consumer) -> None:
         try:
-            self._settle(consumer)  # commit what is done while the partitions are still ours
+            self._settle(consumer, wait_for_commit=True)  # commit what is done while they are ours
         except UndeliveredBatch:
             log.warning("a batch was undelivered at a rebalance; its next owner decides it again")
 

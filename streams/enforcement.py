@@ -588,7 +588,7 @@ def _collect(node: Any, parts: list[str], tokens: list[str]) -> None:
         if isinstance(node, str):
             tokens.append(node)
         return
-    if not isinstance(node, Mapping):
+    if type(node) is not dict and not isinstance(node, Mapping):  # dict first: ABC checks are slow
         return
     head, rest = parts[0], parts[1:]
     if head.endswith("[]"):

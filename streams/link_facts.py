@@ -39,17 +39,22 @@ def _invalid_counter(kind: str, partner: str) -> Any:
     return metrics.INVALID_IDENTIFIERS.labels(kind=kind, partner=partner)
 
 
+def _is_mapping(value: Any) -> bool:
+    """isinstance(value, Mapping), with plain dicts (decoded Avro) first: ABC checks are slow."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def subject_of(event: Mapping[str, Any], subject_index: int) -> Mapping[str, Any] | None:
     """The Subject record a fact is about: `people[i].subject` where the event lists people."""
     people = event.get("people")
     if isinstance(people, list):
         if 0 <= subject_index < len(people):
             person = people[subject_index]
-            subject = person.get("subject") if isinstance(person, Mapping) else None
-            return subject if isinstance(subject, Mapping) else None
+            subject = person.get("subject") if _is_mapping(person) else None
+            return subject if _is_mapping(subject) else None
         return None
     subject = event.get("subject")
-    return subject if isinstance(subject, Mapping) else None
+    return subject if _is_mapping(subject) else None
 
 
 class VaultBuffer:
