@@ -28,7 +28,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from streams import deadletter as dl
 from streams import metrics, topics
-from streams.audit import AuditChain, audit_partition
+from streams.audit import DECISION_DEFAULTS, AuditChain, audit_partition
 from streams.catalogue import Catalogue
 from streams.deadletter import Output, RawRecord
 from streams.errors import BrokerError
@@ -552,21 +552,7 @@ class Enforcer:
         if uncovered:
             # Default deny, audited once per event for every recipient no agreement covers.
             _, value = chain.seal(
-                {
-                    **base,
-                    "recipient": "*",
-                    "agreement_id": None,
-                    "agreement_version": None,
-                    "plan_version": None,
-                    "outcome": "denied",
-                    "reason": uncovered,
-                    "released": [],
-                    "withheld": [],
-                    "transformed": [],
-                    "invalid_identifiers": [],
-                    "subject_tokens": [],
-                    "output_topic": None,
-                }
+                {**DECISION_DEFAULTS, **base, "recipient": "*", "outcome": "denied", "reason": uncovered}
             )
             out.append(Output(topics.AUDIT_DECISIONS, audit_key, value, partition=audit_part))
             tally.add(_DECISIONS("none", "*", "denied"))
