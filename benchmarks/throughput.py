@@ -657,9 +657,7 @@ def main(argv: list[str] | None = None) -> None:
         configure_logging(settings)
         if os.environ.get(FETCH_WAIT_ENV):
             patch_fetch_wait(int(os.environ[FETCH_WAIT_ENV]))
-        {"copy": role_copy, "naive": role_naive, "batched": role_batched}[
-            args.role
-        ](settings)
+        {"copy": role_copy, "naive": role_naive, "batched": role_batched}[args.role](settings)
         return
 
     n = 20_000 if args.quick and args.events == 100_000 else args.events
