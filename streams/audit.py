@@ -26,21 +26,20 @@ import hashlib
 import json
 import math
 import secrets
-import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer
 
 from streams import topics
 from streams.errors import BrokerError, ConfigurationError, ValidationError
 from streams.offsets import end_offsets
-from streams.reader import read_to_end
+from streams.reader import read_partitions, read_to_end
 
 GENESIS = "0" * 64
 KIND_DECISION = "decision"
@@ -225,48 +224,6 @@ class AuditChain:
 READER_CONFIG = {"fetch.wait.max.ms": 20}
 
 
-def _read_partitions(
-    kafka_config: dict[str, Any],
-    topic: str,
-    partitions: Iterable[int],
-    timeout: float,
-    starts: Mapping[int, int] | None = None,
-) -> Iterator[Message]:
-    """Every record of some partitions from offset 0 (or `starts[p]`) until each hits EOF (the fetch
-    high watermark)."""
-    conf = {**kafka_config, **READER_CONFIG}
-    conf.update(
-        {
-            "group.id": f"sharingbus-audit-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    pending = set(partitions)
-    if not pending:
-        return
-    consumer = Consumer(conf)
-    try:
-        consumer.assign([TopicPartition(topic, p, (starts or {}).get(p, 0)) for p in sorted(pending)])
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"timed out reading {topic} partitions {sorted(pending)} to their end")
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                    continue
-                raise BrokerError(f"error reading {topic}[{msg.partition()}]: {err}")
-            yield msg
-    finally:
-        consumer.close()
-
-
 def topic_partitions(kafka_config: dict[str, Any], topic: str = topics.AUDIT_DECISIONS) -> int:
     """Partition count of the audit topic from metadata (BrokerError if it does not exist)."""
     consumer = Consumer({**kafka_config, "group.id": f"sharingbus-audit-{uuid.uuid4().hex}"})
@@ -313,7 +270,7 @@ def recover_chains(
         if not todo:
             break
         starts = {p: max(0, ends[(topic, p)] - span) for p in todo}
-        for msg in _read_partitions(kafka_config, topic, todo, timeout, starts):
+        for msg in read_partitions({**kafka_config, **READER_CONFIG}, topic, todo, timeout, starts):
             key = msg.key()
             if key in keys:  # the key is the chain id: no JSON parsing for other chains
                 last[keys[key]] = msg.value() or b""

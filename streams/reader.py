@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -22,46 +22,80 @@ def read_to_end(
     """Yield every record of `topic` (all partitions, from offset 0) until each partition hits EOF.
 
     `idle` keeps reading this many seconds after the last EOF, for callers racing a producer.
+    A topic that does not exist yields nothing.
     """
-    conf = dict(kafka_config)
-    conf.update(
+    consumer = _eof_consumer(kafka_config)
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return
+        yield from _drain(consumer, topic, sorted(meta.partitions), timeout, None, idle)
+    finally:
+        consumer.close()
+
+
+def read_partitions(
+    kafka_config: dict[str, Any],
+    topic: str,
+    partitions: Iterable[int],
+    timeout: float,
+    starts: Mapping[int, int] | None = None,
+    idle: float = 0.0,
+) -> Iterator[Message]:
+    """Every record of some partitions of `topic`, from offset 0 (or `starts[p]`), until each hits
+    EOF (the fetch high watermark); `idle` as in `read_to_end`."""
+    wanted = sorted(set(partitions))
+    if not wanted:
+        return
+    consumer = _eof_consumer(kafka_config)
+    try:
+        yield from _drain(consumer, topic, wanted, timeout, starts, idle)
+    finally:
+        consumer.close()
+
+
+def _eof_consumer(kafka_config: dict[str, Any]) -> Consumer:
+    """A one-shot consumer (own group, no commits) that reports partition EOF."""
+    return Consumer(
         {
+            **kafka_config,
             "group.id": f"sharingbus-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
         }
     )
-    consumer = Consumer(conf)
-    try:
-        md = consumer.list_topics(topic, timeout=10)
-        meta = md.topics.get(topic)
-        if meta is None or meta.error is not None:
-            return
-        partitions = sorted(meta.partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        pending = set(partitions)
-        deadline = time.monotonic() + timeout
-        idle_until: float | None = None
-        while True:
-            if not pending:
-                if idle_until is None:
-                    idle_until = time.monotonic() + idle
-                if time.monotonic() >= idle_until:
-                    return
-            if time.monotonic() > deadline:
-                raise BrokerError(f"timed out reading {topic} to its end; partitions left: {sorted(pending)}")
-            msg = consumer.poll(0.2)
-            if msg is None:
+
+
+def _drain(
+    consumer: Consumer,
+    topic: str,
+    partitions: list[int],
+    timeout: float,
+    starts: Mapping[int, int] | None,
+    idle: float,
+) -> Iterator[Message]:
+    consumer.assign([TopicPartition(topic, p, (starts or {}).get(p, 0)) for p in partitions])
+    pending = set(partitions)
+    deadline = time.monotonic() + timeout
+    idle_until: float | None = None
+    while True:
+        if not pending:
+            if idle_until is None:
+                idle_until = time.monotonic() + idle
+            if time.monotonic() >= idle_until:
+                return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"timed out reading {topic} to its end; partitions left: {sorted(pending)}")
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                pending.discard(msg.partition())
                 continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                    continue
-                if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    return
-                raise BrokerError(f"error reading {topic}: {err}")
-            yield msg
-    finally:
-        consumer.close()
+            if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return
+            raise BrokerError(f"error reading {topic}[{msg.partition()}]: {err}")
+        yield msg
