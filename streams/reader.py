@@ -24,7 +24,7 @@ def read_to_end(
     `idle` keeps reading this many seconds after the last EOF, for callers racing a producer.
     A topic that does not exist yields nothing.
     """
-    consumer = _eof_consumer(kafka_config)
+    consumer = eof_consumer(kafka_config)
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -47,22 +47,23 @@ def read_partitions(
     wanted = sorted(set(partitions))
     if not wanted:
         return
-    consumer = _eof_consumer(kafka_config)
+    consumer = eof_consumer(kafka_config)
     try:
         yield from _drain(consumer, topic, wanted, timeout, starts, idle)
     finally:
         consumer.close()
 
 
-def _eof_consumer(kafka_config: dict[str, Any]) -> Consumer:
-    """A one-shot consumer (own group, no commits) that reports partition EOF."""
+def eof_consumer(kafka_config: dict[str, Any], name: str = "reader", reset: str = "earliest") -> Consumer:
+    """A one-shot consumer (its own group `sharingbus-<name>-<random>`, no commits) that reports
+    partition EOF; `reset` is what it does at an offset that is gone (`error` to be told)."""
     return Consumer(
         {
             **kafka_config,
-            "group.id": f"sharingbus-reader-{uuid.uuid4().hex}",
+            "group.id": f"sharingbus-{name}-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
+            "auto.offset.reset": reset,
         }
     )
 

@@ -8,13 +8,13 @@ a record no longer there cannot be rectified (the controller publishes a correct
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from streams import topics
 from streams.catalogue import Catalogue
+from streams.reader import eof_consumer
 from streams.rights.model import RequestRefused
 from streams.serde import SchemaCache, SerdeError, decode
 
@@ -42,15 +42,7 @@ class RawReader:
         schema, as the enforcer reads it); RequestRefused if it is gone or unreadable."""
         topic, partition = split_chain(chain)
         _, event_type = topics.parse_raw(topic)
-        consumer = Consumer(
-            {
-                **self._config,
-                "group.id": f"sharingbus-rights-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "error",
-            }
-        )
+        consumer = eof_consumer(self._config, "rights", reset="error")
         try:
             consumer.assign([TopicPartition(topic, partition, offset)])
             deadline = time.monotonic() + timeout
