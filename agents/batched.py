@@ -31,12 +31,18 @@ BATCH_SIZE = 2000
 Handler = Callable[[list[RawRecord]], Any]
 
 
+def next_offsets(records: list[RawRecord]) -> dict[tuple[str, int], int]:
+    """One past the last record of each partition in `records` (what to commit, where lag starts).
+
+    A consumer returns each partition's records in offset order, so the last one per partition wins.
+    """
+    return {(r.topic, r.partition): r.offset + 1 for r in records}
+
+
 def record_lag(records: list[RawRecord], highwater: Callable[[str, int], int | None]) -> None:
     """Consumer lag per input partition: the fetch high watermark (right on Tansu, unlike
     ListOffsets) minus the next offset to process."""
-    # A consumer returns each partition's records in offset order: the last one per partition wins.
-    positions = {(r.topic, r.partition): r.offset + 1 for r in records}
-    for (topic, partition), position in positions.items():
+    for (topic, partition), position in next_offsets(records).items():
         try:
             high = highwater(topic, partition)
         except Exception:  # consumer not started or partition just revoked
@@ -157,12 +163,19 @@ class BatchedConsumer:
         finally:
             consumer.close()
 
-    def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
-        msgs = consumer.consume(BATCH_SIZE, 0.1)
-        records = [RawRecord.from_message(m) for m in msgs if m.error() is None]
-        for m in msgs:
-            if m.error() is not None:
+    @staticmethod
+    def _poll(consumer: Consumer) -> list[RawRecord]:
+        """Up to BATCH_SIZE records; consumer errors are logged (librdkafka retries them)."""
+        records = []
+        for m in consumer.consume(BATCH_SIZE, 0.1):
+            if m.error() is None:
+                records.append(RawRecord.from_message(m))
+            else:
                 log.warning("consumer error: %s", m.error())
+        return records
+
+    def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
+        records = self._poll(consumer)
         if not records:
             return
         self.handler(records)

@@ -29,8 +29,7 @@ import faust
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.types import TP
 
-from agents.batched import BATCH_SIZE as CONSUME_BATCH
-from agents.batched import BatchedConsumer, record_lag
+from agents.batched import BatchedConsumer, next_offsets, record_lag
 from streams.deadletter import Output, RawRecord
 from streams.enforcement import Enforcer, RegistryUnavailable
 from streams.errors import BrokerError
@@ -129,12 +128,7 @@ class InFlight:
 
     def offsets(self) -> list[TopicPartition]:
         """What to commit once settled: one past the batch's last record in each partition."""
-        ends: dict[tuple[str, int], int] = {}
-        for r in self.records:
-            key = (r.topic, r.partition)
-            if r.offset >= ends.get(key, -1):
-                ends[key] = r.offset + 1
-        return [TopicPartition(t, p, o) for (t, p), o in ends.items()]
+        return [TopicPartition(t, p, o) for (t, p), o in next_offsets(self.records).items()]
 
 
 class UndeliveredBatch(BrokerError):
@@ -158,12 +152,7 @@ class PipelinedEnforcer(BatchedConsumer):
         self._pending: InFlight | None = None
 
     def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
-        records = []
-        for m in consumer.consume(CONSUME_BATCH, 0.1):
-            if m.error() is None:
-                records.append(RawRecord.from_message(m))
-            else:
-                log.warning("consumer error: %s", m.error())
+        records = self._poll(consumer)
         if not records:
             self._settle(consumer)
             return

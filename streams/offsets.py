@@ -10,13 +10,13 @@ Kafka both answers agree, so the same code is correct everywhere, at the cost of
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
 
 from streams.errors import BrokerError
+from streams.reader import eof_consumer
 
 
 def end_offsets(
@@ -26,17 +26,8 @@ def end_offsets(
     wanted = sorted(set(partitions))
     if not wanted:
         return {}
-    conf = dict(kafka_config)
-    conf.update(
-        {
-            "group.id": f"sharingbus-offsets-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 20,  # Tansu answers a fetch at the end only when the wait is over
-            "log_level": 3,
-        }
-    )
-    consumer = Consumer(conf)
+    # A fetch at the end returns only when its wait is over on Tansu: keep the wait short.
+    consumer = eof_consumer({**kafka_config, "fetch.wait.max.ms": 20, "log_level": 3}, "offsets")
     try:
         consumer.assign([TopicPartition(t, p, OFFSET_END) for t, p in wanted])
         pending = set(wanted)
