@@ -65,7 +65,8 @@ from benchmarks._common import (
 from streams.settings import Settings
 
 BATCH = 2000
-ROLES = ("copy", "naive", "batched")
+ROLES = ("copy", "naive", "batched", "noop")
+NOOP_EVERY = 1000  # (r) the no-op agent reports progress once every this many events
 IDLE_TOPIC = "bench.idle"
 VAULT_EVERY = 500  # (b) writes the vault every this many events
 FETCH_WAIT_ENV = "BENCH_FETCH_WAIT_MS"
@@ -228,6 +229,36 @@ def role_naive(settings: Settings) -> None:
     _run_faust(app, settings)
 
 
+def role_noop(settings: Settings) -> None:
+    """(r) the reference ceiling the issue names: a Faust agent that does nothing with each event.
+
+    It sends one small record every `NOOP_EVERY` events (and for the last, partial thousand) so the
+    same counter that times (b) and (c) can time it; that is 0.1% of an output per event.
+    """
+    import faust
+
+    from agents import app as app_module
+    from agents import health
+    from streams.catalogue import load_catalogue
+
+    app = app_module.create_app(settings)
+    raw_topics = [t for _, _, t in load_catalogue(settings.schemas_dir).raw_topics()]
+    source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
+    progress = app.topic("noop.progress", value_serializer="raw", key_serializer="raw")
+    total = int(os.environ["BENCH_EVENTS"])
+    seen = [0]
+
+    @app.agent(source, name="noop", concurrency=1)
+    async def noop(stream: faust.StreamT) -> None:
+        async for _event in stream.events():
+            seen[0] += 1
+            if seen[0] % NOOP_EVERY == 0 or seen[0] == total:
+                await progress.send(value=str(seen[0]).encode())
+
+    health.register(app, health.Readiness(app, lambda: True))
+    _run_faust(app, settings)
+
+
 def role_batched(settings: Settings) -> None:
     """(d) prototype: a Faust service hosting a confluent-kafka consumer thread that feeds the engine
     batches of up to 2000 records and commits only after `try_send_all` confirmed every output."""
@@ -361,19 +392,22 @@ def _prepare_topics(settings: Settings) -> None:
     catalogue = load_catalogue(settings.schemas_dir)
     planset = PlanWatcher(settings.agreements_dir, catalogue, KeyRing.load(settings.keyring_path)).current()
     specs = bus_topics(settings, catalogue, planset)
-    specs += [TopicSpec("copy." + t) for _, _, t in catalogue.raw_topics()] + [TopicSpec(IDLE_TOPIC)]
+    specs += [TopicSpec("copy." + t) for _, _, t in catalogue.raw_topics()]
+    specs += [TopicSpec(IDLE_TOPIC), TopicSpec("noop.progress")]
     for prefix in ("naive.", "batched."):
         specs += _output_specs(settings, prefix)
     ensure_topics(settings, specs)
 
 
 def _spawn_role(
-    role: str, settings: Settings, log_dir: Path, group: str, fetch_wait_ms: int | None = None
+    role: str, settings: Settings, log_dir: Path, group: str, fetch_wait_ms: int | None, events: int
 ) -> Child:
     s = settings.model_copy(update={"consumer_group": group, "data_dir": settings.data_dir / role})
     argv = [sys.executable, "-m", "benchmarks.throughput", "--role", role]
-    env = {FETCH_WAIT_ENV: str(fetch_wait_ms)} if fetch_wait_ms else {}
-    return spawn(role, argv, s, log_dir, web=role in ("naive", "enforcer"), extra_env=env)
+    env = {"BENCH_EVENTS": str(events)}
+    if fetch_wait_ms:
+        env[FETCH_WAIT_ENV] = str(fetch_wait_ms)
+    return spawn(role, argv, s, log_dir, web=role in ("naive", "noop", "enforcer"), extra_env=env)
 
 
 class Profiler:
@@ -440,6 +474,46 @@ def measure(
         f"{cpu:.1f} CPU s in the process, {broker_cpu:.1f} in the broker)"
     )
     return result
+
+
+def plain_python_us(settings: Settings, events: Sequence[Encoded], repeat: int = 3) -> float:
+    """The issue's calibration point in microseconds an event, best of `repeat`: fastavro decode,
+    HMAC-SHA256 of two identifiers, free text dropped, fastavro encode. No plans, audit or linkage."""
+    import hashlib
+    import hmac
+    import io
+
+    from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+    from streams.catalogue import load_catalogue
+
+    catalogue = load_catalogue(settings.schemas_dir)
+    key = b"k" * 32
+    shapes = {
+        name: (parse_schema(et.schema), [p.split(".") for p in et.paths_with_tag("pii:free_text")])
+        for name, et in catalogue.event_types.items()
+    }
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for e in events:
+            parsed, free = shapes[e.event_type]
+            record: Any = schemaless_reader(io.BytesIO(e.value[5:]), parsed, None)
+            subject = record.get("subject") or {}
+            for field in ("local_id", "family_name"):
+                value = subject.get(field)
+                if value is not None:
+                    subject[field] = hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+            for *parents, leaf in free:
+                holder = record
+                for part in parents:
+                    holder = holder.get(part) or {}
+                if leaf in holder:
+                    holder[leaf] = None
+            out = io.BytesIO()
+            schemaless_writer(out, parsed, record)
+        best = min(best, (time.perf_counter() - started) / len(events))
+    return best * 1e6
 
 
 def engine_alone(settings: Settings, events: Sequence[Encoded], repeat: int = 2) -> float:
@@ -634,7 +708,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency run: duration")
     parser.add_argument("--variant", choices=("none", "batched"), default="none", help="also measure (d)")
     parser.add_argument("--full-worker", action="store_true", help="(c) as `sharebus worker`, every agent")
-    parser.add_argument("--only", default="abc", help="which of a, b, c to run (default: abc)")
+    parser.add_argument("--only", default="rabc", help="which of r, a, b, c to run (default: rabc)")
     parser.add_argument(
         "--profile", type=Path, help="py-spy the enforcer during (c): raw stacks to this path"
     )
@@ -657,7 +731,8 @@ def main(argv: list[str] | None = None) -> None:
         configure_logging(settings)
         if os.environ.get(FETCH_WAIT_ENV):
             patch_fetch_wait(int(os.environ[FETCH_WAIT_ENV]))
-        {"copy": role_copy, "naive": role_naive, "batched": role_batched}[args.role](settings)
+        roles = {"copy": role_copy, "naive": role_naive, "batched": role_batched, "noop": role_noop}
+        roles[args.role](settings)
         return
 
     n = 20_000 if args.quick and args.events == 100_000 else args.events
@@ -685,6 +760,8 @@ def main(argv: list[str] | None = None) -> None:
             )
             results["engine"] = {"eps": engine_alone(settings0, events[: min(n, 20_000)])}
             log(f"engine alone (in-process, no broker): {results['engine']['eps']:,.0f} ev/s")
+            results["plain"] = {"us": plain_python_us(settings0, events[: min(n, 20_000)])}
+            log(f"plain Python decode + 2 HMACs + drop + encode: {results['plain']['us']:.1f} us/event")
 
         def phase(key: str, name: str, role: str, group: str, out_topics: list[str], expected: int) -> None:
             with stack.bus(key) as bus:
@@ -700,7 +777,7 @@ def main(argv: list[str] | None = None) -> None:
                     argv = [sys.executable, "-m", "streams.cli.main", "worker", "--roles", roles]
                     child = spawn("worker", argv, s, log_dir, web=True)
                 else:
-                    child = _spawn_role(role, settings, log_dir, group, args.fetch_wait_ms)
+                    child = _spawn_role(role, settings, log_dir, group, args.fetch_wait_ms, n)
                 try:
                     results[key] = measure(
                         name,
@@ -724,6 +801,8 @@ def main(argv: list[str] | None = None) -> None:
                     child.stop()
 
         raw_topics = sorted({e.topic for e in events})
+        if "r" in args.only:
+            phase("r", "(r) no-op Faust agent", "noop", "bench-noop", ["noop.progress"], -(-n // NOOP_EVERY))
         if "a" in args.only:
             phase("a", "(a) copy", "copy", "bench-copy", ["copy." + t for t in raw_topics], n)
         if "b" in args.only:
@@ -744,7 +823,12 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"Sharing Bus throughput, {n} simulated events, {os.cpu_count()} CPUs, Tansu embedded broker")
     print(f"  engine alone (no broker)   {results['engine']['eps']:>9,.0f} events/s")
+    print(
+        f"  plain Python reference     {results['plain']['us']:>9.1f} us/event  "
+        "(decode + 2 HMACs + drop free text + encode; the issue measured ~14)"
+    )
     labels = {
+        "r": "(r) no-op Faust agent",
         "a": "(a) confluent copy",
         "b": "(b) naive Faust agent",
         "c": "(c) enforcer" + (" (full worker)" if args.full_worker else ""),
@@ -767,6 +851,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "a" in results and "c" in results:
         print(f"  c/a: {results['c']['eps'] / results['a']['eps']:.2f}")
+    if "r" in results and "c" in results:
+        c_r = results["c"]["eps"] / results["r"]["eps"]
+        print(f"  c/r: {c_r:.2f}  (the enforcer against a Faust agent doing nothing)")
     if "d" in results and "b" in results:
         print(f"  d/b: {results['d']['eps'] / results['b']['eps']:.2f}")
     if "d" in results and "c" in results:
