@@ -354,7 +354,7 @@ class Enforcer:
         try:
             writer_schema = self.schemas.schema_for_id(schema_id)
         except LookupError:
-            # Not cached: the id may be registered later (the registry is the source of truth).
+            # Not cached here: RegistrySchemas remembers the miss for a while, then asks again.
             return _Reader(error=(dl.UNKNOWN_SCHEMA, f"schema id {schema_id} is not in the registry"))
         except Exception as exc:
             raise RegistryUnavailable(f"schema id {schema_id}: no answer ({type(exc).__name__})") from exc

@@ -1,0 +1,53 @@
+"""RegistrySchemas against the real embedded registry: ids the registry does not know are asked
+about once per TTL, so a flood of records with a bogus id is not a flood of registry requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY
+
+from streams.catalogue import load_catalogue
+from streams.registry_client import RegistrySchemas, registry_client
+from streams.settings import Settings
+
+UNKNOWN_ID = 987_654_321
+
+
+def not_found_requests() -> float:
+    value = REGISTRY.get_sample_value(
+        "sharingbus_registry_requests_total", {"operation": "get_schema", "status": "not_found"}
+    )
+    return value or 0.0
+
+
+def test_an_unknown_id_is_asked_once_per_ttl(settings_factory: Callable[..., Settings]) -> None:
+    schemas = RegistrySchemas(registry_client(settings_factory()), unknown_ttl_s=1.0)
+    before = not_found_requests()
+
+    for _ in range(50):
+        with pytest.raises(LookupError, match=f"schema id {UNKNOWN_ID} not found"):
+            schemas.schema_for_id(UNKNOWN_ID)
+    assert not_found_requests() - before == 1  # 50 lookups, one request
+
+    time.sleep(1.1)  # the TTL passed: the registry is asked again, and still says no
+    with pytest.raises(LookupError, match="not found"):
+        schemas.schema_for_id(UNKNOWN_ID)
+    assert not_found_requests() - before == 2
+
+
+def test_known_ids_are_unaffected_by_remembered_misses(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory()
+    schemas = RegistrySchemas(registry_client(settings), unknown_ttl_s=60.0)
+    et = load_catalogue(settings.schemas_dir).event_type("police.crime_recorded")
+    known = schemas.id_for("test-registry-schemas-value", et.schema)
+    before = not_found_requests()
+
+    with pytest.raises(LookupError):
+        schemas.schema_for_id(UNKNOWN_ID)
+    assert schemas.schema_for_id(known)["name"] == et.schema["name"]
+    with pytest.raises(LookupError):  # still remembered, without asking
+        schemas.schema_for_id(UNKNOWN_ID)
+    assert not_found_requests() - before == 1
