@@ -56,6 +56,7 @@ def profile_record(profile: Profile) -> dict[str, Any]:
         "person_token": profile.person_token,
         "score": float(profile.score),
         "scored_at": profile.scored_at,
+        "truncated_at": profile.truncated_at,
         "explanation": list(profile.explanation),
         "factors": [
             {

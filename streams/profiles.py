@@ -178,13 +178,21 @@ class Profile:
         _rebuild(profile)
         return profile
 
+    @property
+    def truncated_at(self) -> datetime | None:
+        """Set once the profile keeps only its newest `MAX_CONTRIBUTIONS`: events that occurred
+        at or before this time may be missing from its counts. None: every event is counted."""
+        return datetime.fromtimestamp(self.horizon[0], UTC) if self.horizon is not None else None
+
     def summary(self) -> dict[str, Any]:
         """What the API and the sink show: factors, score and explanation, no contribution hashes."""
+        truncated = self.truncated_at
         return {
             "person_token": self.person_token,
             "score": self.score,
             "explanation": list(self.explanation),
             "scored_at": self.scored_at.isoformat() if self.scored_at else None,
+            "truncated_at": truncated.isoformat() if truncated else None,
             "factors": {name: s.to_dict() for name, s in sorted(self.factors.items())},
         }
 

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS person_profiles (
     explanation jsonb NOT NULL DEFAULT '[]'::jsonb,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- Set once a profile keeps only its newest events (streams.profiles.MAX_CONTRIBUTIONS): events at
+-- or before this time may be missing from its counts. Added after the first release: ALTER, not CREATE.
+ALTER TABLE person_profiles ADD COLUMN IF NOT EXISTS truncated_at timestamptz NULL;
 CREATE TABLE IF NOT EXISTS person_factors (
     person_token text NOT NULL,
     factor text NOT NULL,
@@ -57,12 +60,14 @@ CREATE INDEX IF NOT EXISTS area_counts_week ON area_counts (week);
 """
 
 _UPSERT_PROFILE = """
-INSERT INTO person_profiles (person_token, score, factors, explanation, updated_at)
-VALUES (%s, %s, %s, %s, now())
+INSERT INTO person_profiles (person_token, score, factors, explanation, truncated_at, updated_at)
+VALUES (%s, %s, %s, %s, %s, now())
 ON CONFLICT (person_token) DO UPDATE
-SET score = EXCLUDED.score, factors = EXCLUDED.factors, explanation = EXCLUDED.explanation, updated_at = now()
-WHERE (person_profiles.score, person_profiles.factors, person_profiles.explanation)
-      IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.factors, EXCLUDED.explanation)
+SET score = EXCLUDED.score, factors = EXCLUDED.factors, explanation = EXCLUDED.explanation,
+    truncated_at = EXCLUDED.truncated_at, updated_at = now()
+WHERE (person_profiles.score, person_profiles.factors, person_profiles.explanation,
+       person_profiles.truncated_at)
+      IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.factors, EXCLUDED.explanation, EXCLUDED.truncated_at)
 """
 
 _UPSERT_FACTOR = """
@@ -124,7 +129,13 @@ class ViewsSink:
             cur.executemany(
                 _UPSERT_PROFILE,
                 [
-                    (p.person_token, p.score, Jsonb(p.summary()["factors"]), Jsonb(p.explanation))
+                    (
+                        p.person_token,
+                        p.score,
+                        Jsonb(p.summary()["factors"]),
+                        Jsonb(p.explanation),
+                        p.truncated_at,
+                    )
                     for p in batch
                 ],
             )

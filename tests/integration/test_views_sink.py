@@ -113,3 +113,54 @@ def test_area_counts_store_only_published_values(sink: ViewsSink, pg_dsn: str) -
     sink.upsert_area_table(label, counts.published(week, threshold=10))
     areas = {a for (a,) in _rows(pg_dsn, "SELECT DISTINCT area FROM area_counts WHERE week=%s", label)}
     assert areas == {area, MARGIN}
+
+
+def test_a_truncated_profile_is_marked_in_postgresql(sink: ViewsSink, pg_dsn: str) -> None:
+    token = f"p.{uuid.uuid4().hex[:26]}"
+    p = _profile(token, ("e1", ["weapon_carrying"]))
+    sink.upsert_profiles([p])
+    assert _rows(pg_dsn, "SELECT truncated_at FROM person_profiles WHERE person_token=%s", token) == [(None,)]
+
+    for i in range(3):  # with a cap of 2, the oldest two of four are forgotten
+        fact = {
+            "event_id": f"old{i}",
+            "subject_index": 0,
+            "occurred_at": (NOW - timedelta(days=30 + i)).isoformat(),
+            "source_partner": "reading_schools",
+            "factors": ["weapon_carrying"],
+        }
+        apply_fact(p, fact, cap=2)
+    assert p.truncated_at == NOW - timedelta(days=31)
+    sink.upsert_profiles([p])
+    assert _rows(pg_dsn, "SELECT truncated_at FROM person_profiles WHERE person_token=%s", token) == [
+        (NOW - timedelta(days=31),)
+    ]
+
+
+def test_a_person_profiles_table_from_before_truncated_at_gains_the_column() -> None:
+    from tests.conftest import PG_ADMIN_DSN
+
+    name = f"sharingbus_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:  # the table as the first release made it
+            conn.execute(
+                "CREATE TABLE person_profiles (person_token text PRIMARY KEY,"
+                " score double precision NOT NULL, factors jsonb NOT NULL,"
+                " explanation jsonb NOT NULL DEFAULT '[]'::jsonb,"
+                " updated_at timestamptz NOT NULL DEFAULT now())"
+            )
+            conn.execute(
+                "INSERT INTO person_profiles (person_token, score, factors) VALUES ('p.old', 1, '{}')"
+            )
+        with ViewsSink(dsn) as sink:
+            sink.upsert_profiles([_profile("p.new", ("e1", ["weapon_carrying"]))])
+        assert _rows(dsn, "SELECT person_token, truncated_at FROM person_profiles ORDER BY 1") == [
+            ("p.new", None),
+            ("p.old", None),
+        ]
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]

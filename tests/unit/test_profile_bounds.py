@@ -240,3 +240,34 @@ def test_the_views_table_holds_a_bounded_profile_under_replays_and_merges() -> N
     stage.process([RawRecord(NAMES.moves, 0, 0, move.key, move.value)])
     assert _keys(Profile.from_dict(profiles.data["p.a"])) == _newest(list(range(101, 106)), 5)
     assert stage.process([RawRecord(NAMES.moves, 0, 0, move.key, move.value)]).changed == {}
+
+
+def test_a_truncated_profile_says_so_and_from_when() -> None:
+    p = Profile("p.a")
+    for n in range(4):
+        apply_fact(p, _fact(n), cap=4)
+    assert p.truncated_at is None and p.summary()["truncated_at"] is None  # every event counted
+    apply_fact(p, _fact(4), cap=4)  # the fifth forgets e0
+    forgot = NOW - timedelta(days=400)  # when e0 occurred
+    assert p.truncated_at == forgot
+    assert p.summary()["truncated_at"] == forgot.isoformat()
+    assert Profile.from_dict(json.loads(json.dumps(p.to_dict()))).truncated_at == forgot  # survives storage
+
+
+def test_the_published_profile_record_carries_truncated_at() -> None:
+    import io
+
+    from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+    from agents.views_avro import _load, profile_record
+    from streams import topics
+
+    parsed = parse_schema(_load(topics.VIEWS_PERSON_PROFILE))
+    p = Profile("p.a")
+    for n in range(6):
+        apply_fact(p, _fact(n), cap=4)
+
+    buf = io.BytesIO()
+    schemaless_writer(buf, parsed, profile_record(p))
+    decoded: Any = schemaless_reader(io.BytesIO(buf.getvalue()), parsed, None)
+    assert decoded["truncated_at"] == NOW - timedelta(days=400, hours=-1)  # e1, the newest forgotten

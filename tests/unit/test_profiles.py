@@ -116,7 +116,7 @@ def test_round_trips_as_json() -> None:
     assert _state(back) == _state(p)
     assert (back.score, back.explanation, back.scored_at) == (p.score, p.explanation, p.scored_at)
     summary = p.summary()
-    assert set(summary) == {"person_token", "score", "explanation", "scored_at", "factors"}
+    assert set(summary) == {"person_token", "score", "explanation", "scored_at", "truncated_at", "factors"}
     assert "e1" not in json.dumps(summary)
 
 
