@@ -24,7 +24,7 @@ from streams.enforcement import Enforcer
 from streams.errors import ConfigurationError
 from streams.keys import KeyRing
 from streams.link_facts import VaultBuffer, make_link_facts
-from streams.producer import DeliveringProducer
+from streams.producer import CHAINED_PRODUCER, DeliveringProducer
 from streams.registry_client import RegistrySchemas, registry_client
 from streams.rights import build_rights
 from streams.settings import ROLES, Settings
@@ -144,7 +144,7 @@ def _register_enforcer(
         link_facts=make_link_facts(settings, catalogue, keyring, vault),
         rights=build_rights(settings, catalogue, keyring),
     )
-    producer = DeliveringProducer(kafka_config)
+    producer = DeliveringProducer({**kafka_config, **CHAINED_PRODUCER})  # it writes the audit chains
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
     run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault)
     if settings.batched_consumers:

@@ -36,6 +36,14 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
+# For a producer of hash-chained records (the audit ledger, written by the enforcer). A record that
+# fails for good while a later one of its partition is delivered leaves a gap the chain reports as
+# a break. So: never time a record out (librdkafka's gapless guarantee does not cover
+# message.timeout.ms), and make every other error that could leave a gap fatal; on a fatal error
+# `finish` starts a new producer and the caller decides the batch again from the chain as the
+# broker holds it. A broker that stays away stalls the batch (and shows as lag), never a gap.
+CHAINED_PRODUCER: dict[str, Any] = {"message.timeout.ms": 0, "enable.gapless.guarantee": True}
+
 _Ident = tuple[str, bytes | None, bytes | None]  # topic, key, value of a produced record
 
 
