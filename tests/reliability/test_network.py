@@ -57,7 +57,7 @@ class Sample:
 
 
 class Sampler(threading.Thread):
-    """Scrapes the worker's /metrics and /ready twice a second (they do not go through the proxy)."""
+    """Scrapes the worker's /metrics and /ready about twice a second (they do not go through the proxy)."""
 
     def __init__(self, worker: WorkerProcess) -> None:
         super().__init__(name="sampler", daemon=True)
@@ -69,9 +69,12 @@ class Sampler(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 metrics = scrape(self.worker)
-                ready = httpx.get(f"{self.worker.url}/ready", timeout=5).status_code
             except httpx.HTTPError:
-                ready, metrics = 0, {}
+                metrics = {}
+            try:  # /ready probes the broker, which takes seconds while it is cut: no answer is "not ready"
+                ready = httpx.get(f"{self.worker.url}/ready", timeout=1.0).status_code
+            except httpx.HTTPError:
+                ready = 0
             if metrics:
                 self.samples.append(
                     Sample(
@@ -138,9 +141,9 @@ def test_worker_survives_a_network_cut_and_catches_up(proxied: tuple[Stack, TcpP
     # decided what it fetched before the cut (one more batch at most, held back unsent), nothing
     # consumed for the rest of the cut.
     during = sampler.between(cut_at + 1.0, restored_at)
-    assert len(during) >= sizes.network_cut_s  # about two a second
+    assert len(during) >= sizes.network_cut_s / 2  # one every 2 s at least, even on a loaded machine
     stalled = sampler.between(cut_at + sizes.network_cut_s / 2, restored_at)
-    assert len(stalled) >= sizes.network_cut_s / 2
+    assert len(stalled) >= 2
     assert max(s.consumed for s in stalled) == min(s.consumed for s in stalled)
     stalled_for = max(s.at - s.last_event for s in during)
     assert stalled_for >= sizes.network_cut_s - 2.0, stalled_for
