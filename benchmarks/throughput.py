@@ -486,6 +486,7 @@ def plain_python_us(settings: Settings, events: Sequence[Encoded], repeat: int =
     from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
     from streams.catalogue import load_catalogue
+    from streams.serde import decode_header
 
     catalogue = load_catalogue(settings.schemas_dir)
     key = b"k" * 32
@@ -498,7 +499,7 @@ def plain_python_us(settings: Settings, events: Sequence[Encoded], repeat: int =
         started = time.perf_counter()
         for e in events:
             parsed, free = shapes[e.event_type]
-            record: Any = schemaless_reader(io.BytesIO(e.value[5:]), parsed, None)
+            record: Any = schemaless_reader(io.BytesIO(decode_header(e.value)[1]), parsed, None)
             subject = record.get("subject") or {}
             for field in ("local_id", "family_name"):
                 value = subject.get(field)

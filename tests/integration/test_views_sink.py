@@ -138,12 +138,9 @@ def test_a_truncated_profile_is_marked_in_postgresql(sink: ViewsSink, pg_dsn: st
 
 
 def test_a_person_profiles_table_from_before_truncated_at_gains_the_column() -> None:
-    from tests.conftest import PG_ADMIN_DSN
+    from tests.support.stack import create_database, drop_database
 
-    name = f"sharingbus_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    dsn = create_database("sharingbus_test")
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:  # the table as the first release made it
             conn.execute(
@@ -162,5 +159,4 @@ def test_a_person_profiles_table_from_before_truncated_at_gains_the_column() -> 
             ("p.old", None),
         ]
     finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        drop_database(dsn)
