@@ -40,6 +40,7 @@ __all__ = [
     "Identity",
     "ReidentificationRefused",
     "Vault",
+    "copy_prefixes",
     "identities_of",
 ]
 
@@ -121,6 +122,23 @@ def _copy_text(text: str) -> str:
     return text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
+def copy_prefixes(partner: str, token: str, identifiers: Mapping[str, Any]) -> tuple[str, ...]:
+    """One COPY text line per identifier a subject carries, up to (not including) the event id.
+
+    A pure function of its arguments, so callers may cache it per person. Blank values are not
+    identifiers and are left out.
+    """
+    head = f"{_copy_text(token)}\t{_copy_text(partner)}\t"
+    prefixes = []
+    for kind, value in identifiers.items():
+        if value is None:
+            continue
+        text = _text(value)
+        if text.strip():
+            prefixes.append(f"{head}{kind}\t{_copy_text(text)}\t")
+    return tuple(prefixes)
+
+
 def _text(value: Any) -> str:
     text = value.isoformat() if isinstance(value, date | datetime) else str(value)
     return text.replace("\x00", "")  # PostgreSQL text cannot hold NUL (a permanent DataError)
@@ -150,22 +168,25 @@ class Vault:
         return self.record_many([(partner, token, identifiers, event_id)])
 
     def record_many(self, rows: Iterable[tuple[str, str, Mapping[str, Any], str]]) -> int:
-        """Batch form of `record` (what the enforcer calls once per batch); idempotent under redelivery.
+        """Batch form of `record`; idempotent under redelivery."""
+        return self.record_prepared(
+            (copy_prefixes(partner, token, identifiers), event_id)
+            for partner, token, identifiers, event_id in rows
+        )
 
-        One kept-open connection and a COPY into a temporary table, then one INSERT ... ON CONFLICT:
-        a connection per batch and a round trip per row cost ~50 us per event on the enforcer's hot
-        path (measured in benchmarks/throughput.py).
+    def record_prepared(self, rows: Iterable[tuple[tuple[str, ...], str]]) -> int:
+        """`record_many` for rows whose lines are rendered ahead (`copy_prefixes`, event id).
+
+        What the enforcer calls once per batch: the same people recur, so it renders a person's
+        lines once and caches them. One kept-open connection and a COPY into a temporary table,
+        then one INSERT ... ON CONFLICT: a connection per batch and a round trip per row cost
+        ~50 us per event on the enforcer's hot path (measured in benchmarks/throughput.py).
         """
         lines = []
-        for partner, token, identifiers, event_id in rows:
-            head = f"{_copy_text(token)}\t{_copy_text(partner)}\t"
-            tail = f"\t{_copy_text(event_id)}\n"
-            for kind, value in identifiers.items():
-                if value is None:
-                    continue
-                text = _text(value)
-                if text.strip():
-                    lines.append(f"{head}{kind}\t{_copy_text(text)}{tail}")
+        for prefixes, event_id in rows:
+            tail = f"{_copy_text(event_id)}\n"
+            for prefix in prefixes:
+                lines.append(prefix + tail)
         if not lines:
             return 0
         conn = self._writer()
