@@ -6,6 +6,7 @@ factor catalogue) fails here, at start, with the file and key named: never per e
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -32,6 +33,13 @@ from streams.topology import DLQ_STAGES, bus_topics
 from streams.vault import Vault
 
 log = logging.getLogger(__name__)
+
+# A stream worker's per-event objects are short-lived and almost never cyclic, yet CPython's
+# default threshold (700) runs a young collection every few events and a full one, which scans
+# every object the worker holds (caches, Faust, the libraries), every ~70k allocations: ~7% of the
+# enforcer's time (gc.callbacks over 100k events). Cycles are still collected, just in bigger
+# steps; the objects built at start (modules, plans, the app) are frozen out of every scan.
+GC_THRESHOLD = (50_000, 20, 20)
 
 
 @dataclass
@@ -154,11 +162,19 @@ def _register_enforcer(
     return enforcer, producer
 
 
+def tune_gc() -> None:
+    """Freeze what start-up built and collect in bigger steps (see GC_THRESHOLD)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def run(settings: Settings) -> None:
     """Run one worker until SIGTERM/SIGINT (Faust handles the signals and stops cleanly)."""
     from faust.worker import Worker as FaustWorker
 
     worker = build_worker(settings)
+    tune_gc()
     FaustWorker(
         worker.app,
         loglevel=settings.log_level,
