@@ -18,6 +18,7 @@ import pytest
 from streams.admin import TopicSpec, ensure_topics
 from streams.broker import EmbeddedBroker
 from streams.settings import Settings
+from tests.support.stack import Tansu
 
 PG_ADMIN_DSN = os.environ.get("SHARINGBUS_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -106,7 +107,7 @@ class StackPool:
 
     def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
         self._tmp = tmp_path_factory
-        self._brokers: list[EmbeddedBroker] = []
+        self._brokers: list[Tansu] = []
         self._registries: list[Any] = []
         self._databases: list[str] = []
 
@@ -114,7 +115,7 @@ class StackPool:
         from streams.keys import KeyRing
         from streams.registry import EmbeddedRegistry
 
-        b = EmbeddedBroker().start()
+        b = Tansu().start()
         self._brokers.append(b)
         reg = EmbeddedRegistry(bootstrap=b.bootstrap).start()
         self._registries.append(reg)

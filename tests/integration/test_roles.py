@@ -24,7 +24,8 @@ from streams.publisher import Publisher
 from streams.reader import read_to_end
 from streams.settings import Settings
 from streams.simulate import Simulation
-from tests.workers import WorkerProcess, start_worker
+from tests.support.stack import reader_config
+from tests.workers import WorkerProcess, discard, start_worker
 
 EVENTS = 120
 INDIVIDUAL = {"X-SharingBus-Tier": "individual"}
@@ -63,9 +64,15 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
     stack_factory: Callable[..., Settings], tmp_path: Any
 ) -> None:
     settings = stack_factory()
-    enforcer = start_worker(settings.model_copy(update={"roles": "enforcer"}), tmp_path, name="enforcer")
-    rest = start_worker(settings.model_copy(update={"roles": "audit,linker,views"}), tmp_path, name="rest")
+    enforcer = start_worker(
+        settings.model_copy(update={"roles": "enforcer"}), tmp_path, name="enforcer", wait=False
+    )
+    rest = start_worker(
+        settings.model_copy(update={"roles": "audit,linker,views"}), tmp_path, name="rest", wait=False
+    )
     try:
+        enforcer.wait_ready()
+        rest.wait_ready()
         ready = httpx.get(f"{enforcer.url}/ready", timeout=10.0).json()
         raw_partitions = len(load_catalogue(settings.schemas_dir).raw_topics()) * settings.topic_partitions
         # Only the batched consumer's partitions: Faust runs without a consumer in this worker.
@@ -76,7 +83,7 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
         ids = _publish(settings, seed=41)
 
         def decided() -> set[str]:
-            audit = read_to_end(settings.kafka_config(), topics.AUDIT_DECISIONS)
+            audit = read_to_end(reader_config(settings), topics.AUDIT_DECISIONS)
             return {json.loads(m.value())["event_id"] for m in audit} >= ids and ids
 
         _wait("every event decided", decided)
@@ -103,8 +110,7 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
         assert enforcer.proc.poll() is None and rest.proc.poll() is None
         assert "Crashed reason" not in enforcer.log() + rest.log()
     finally:
-        enforcer.stop()
-        rest.stop()
+        discard(enforcer, rest)
 
 
 def test_roles_are_validated() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ from streams.registry_client import registry_client
 from streams.serde import SchemaCache, SerdeError, decode
 from streams.settings import ROOT, Settings
 from streams.topology import bus_topics
-from tests.workers import WorkerProcess, start_worker
+from tests.workers import WorkerProcess, discard, start_worker
 
 PG_ADMIN_DSN = os.environ.get("SHARINGBUS_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REPO = ROOT
@@ -73,6 +74,15 @@ class Tansu(EmbeddedBroker):
             advertised_port=advertised_port,
             log_path=log_path or Path(tempfile.gettempdir()) / f"sharingbus-rel-tansu-{port}.log",
         )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """kill -9. Tansu keeps everything in memory, so a clean stop saves nothing, and it waits
+        seconds for connected clients; to a worker either is a broker that vanished."""
+        pid = self.pid
+        if self.running and pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        super().stop(timeout)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -178,8 +188,7 @@ def open_stack(
         yield stack
     finally:
         if stack is not None:
-            for worker in stack.workers:
-                worker.stop(20)
+            discard(*stack.workers)
         if registry is not None:
             registry.stop()
         tansu.stop()  # a broker handed in too (a test may have restarted it: this is its last process)
@@ -315,9 +324,18 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
     return last
 
 
+def reader_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka configuration for reading a topic to its end in a test.
+
+    With librdkafka's default `fetch.wait.max.ms` (500) every read of a topic waits half a second
+    at its end for records that will not come; tests read topics hundreds of times while they poll.
+    """
+    return {**settings.kafka_config(), **READER_CONFIG}
+
+
 def read_topic(settings: Settings, topic: str, timeout: float = 120.0) -> list[Message]:
     """Every record of `topic` (to partition EOF; an empty list if it does not exist)."""
-    return list(read_to_end({**settings.kafka_config(), **READER_CONFIG}, topic, timeout=timeout))
+    return list(read_to_end(reader_config(settings), topic, timeout=timeout))
 
 
 def topic_names(settings: Settings, prefix: str = "") -> list[str]:
@@ -336,7 +354,7 @@ def wait_decided(settings: Settings, event_ids: set[str], timeout: float = 120.0
         records = audit_records(settings)
         return records if event_ids <= {r.get("event_id") for r in records} else None
 
-    return wait_until(check, timeout, f"{len(event_ids)} events to be decided", interval=1.0)
+    return wait_until(check, timeout, f"{len(event_ids)} events to be decided", interval=0.5)
 
 
 def stored_decisions(dsn: str) -> list[tuple[str, str, str]]:
