@@ -23,14 +23,14 @@ from streams.identifiers import SUBJECT_FIELDS
 from streams.keys import KeyRing
 from streams.linkage_keys import linkage_tokens, primary_token
 from streams.settings import Settings
-from streams.vault import Vault, copy_prefixes, identities_of
+from streams.vault import Vault, copy_prefix, identities_of
 
 log = logging.getLogger(__name__)
 
 _IDENTITY_FIELDS = SUBJECT_FIELDS
 
 LinkFacts = Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]]
-VaultRow = tuple[tuple[str, ...], str]  # a subject's `copy_prefixes`, event id
+VaultRow = tuple[str, str]  # a subject's `copy_prefix`, event id
 
 
 @lru_cache(maxsize=1024)
@@ -72,12 +72,12 @@ class VaultBuffer:
 
     def add(self, partner: str, token: str, subject: Mapping[str, Any], event_id: str) -> None:
         if self.vault is not None:
-            self.rows.append((copy_prefixes(partner, token, identities_of(subject)), event_id))
+            self.add_prepared(copy_prefix(partner, token, identities_of(subject)), event_id)
 
-    def add_prepared(self, prefixes: tuple[str, ...], event_id: str) -> None:
-        """`add` with the subject's lines rendered ahead (`copy_prefixes`, cached per person)."""
-        if self.vault is not None and prefixes:
-            self.rows.append((prefixes, event_id))
+    def add_prepared(self, prefix: str, event_id: str) -> None:
+        """`add` with the subject rendered ahead (`copy_prefix`, cached per person)."""
+        if self.vault is not None and prefix:
+            self.rows.append((prefix, event_id))
 
     def flush(self, backoff: float = 1.0) -> None:
         """Write buffered rows, retrying while PostgreSQL is unavailable (never drops them)."""
@@ -119,14 +119,12 @@ def make_link_facts(
     # The same people recur across events and partners: tokens and vault lines are a pure function
     # of (partner, identifiers), so a bounded cache saves ~19% of the enforcer's time (measured).
     @lru_cache(maxsize=65536)
-    def tokens_of(
-        partner: str, identity: tuple[Any, ...]
-    ) -> tuple[dict[str, str], list[str], tuple[str, ...]]:
+    def tokens_of(partner: str, identity: tuple[Any, ...]) -> tuple[dict[str, str], list[str], str]:
         subject = dict(zip(_IDENTITY_FIELDS, identity, strict=True))
         tokens, invalid = linkage_tokens(subject, partner, keyring, kid=linkage_kid)
         primary = primary_token(tokens)
-        vault_lines = copy_prefixes(partner, primary, identities_of(subject)) if primary else ()
-        return tokens, invalid, vault_lines
+        vault_line = copy_prefix(partner, primary, identities_of(subject)) if primary else ""
+        return tokens, invalid, vault_line
 
     def link_facts(partner: str, event_type: str, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         envelope = event["envelope"]
@@ -139,13 +137,13 @@ def make_link_facts(
             tokens: dict[str, str] = {}
             invalid: list[str] = []
             if subject is not None:
-                tokens, invalid, vault_lines = tokens_of(
+                tokens, invalid, vault_line = tokens_of(
                     partner, tuple([subject.get(f) for f in _IDENTITY_FIELDS])
                 )
                 for kind in invalid:
                     _invalid_counter(kind, partner).inc()
                 if vault is not None:
-                    vault.add_prepared(vault_lines, event_id)
+                    vault.add_prepared(vault_line, event_id)
             records.append(
                 {
                     "event_id": event_id,

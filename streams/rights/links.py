@@ -17,6 +17,7 @@ import psycopg
 
 from streams.keys import KeyRing
 from streams.linkage_keys import FUZZY_KINDS, linkage_tokens
+from streams.vault import delete_subjects
 
 __all__ = ["LinkIndex", "LinkRow", "exact_tokens", "subject_tokens", "subjects_of"]
 
@@ -106,9 +107,7 @@ class LinkIndex:
         if not ids:
             return 0
         with psycopg.connect(self._dsn, connect_timeout=10) as conn:
-            deleted = conn.execute(
-                "DELETE FROM vault_identities WHERE partner = %s AND event_id = ANY(%s)", (partner, ids)
-            ).rowcount
+            deleted = delete_subjects(conn, "WHERE s.partner = %s AND s.event_id = ANY(%s)", (partner, ids))
             deleted += conn.execute("DELETE FROM vault_links WHERE event_id = ANY(%s)", (ids,)).rowcount
         return max(deleted, 0)
 
@@ -116,9 +115,4 @@ class LinkIndex:
         """Drop the identifiers a rectified event had in the vault (the corrected ones are written
         afresh), so re-identification never answers with the value the controller corrected."""
         with psycopg.connect(self._dsn, connect_timeout=10) as conn:
-            return max(
-                conn.execute(
-                    "DELETE FROM vault_identities WHERE partner = %s AND event_id = %s", (partner, event_id)
-                ).rowcount,
-                0,
-            )
+            return delete_subjects(conn, "WHERE s.partner = %s AND s.event_id = %s", (partner, event_id))

@@ -34,6 +34,7 @@ from streams.catalogue import Catalogue
 from streams.deadletter import Output
 from streams.rights import messages
 from streams.rights.links import LinkIndex
+from streams.vault import delete_subjects
 
 __all__ = ["PurgeReport", "purge", "retention_days"]
 
@@ -118,13 +119,12 @@ def purge(
         return report
     send(outputs)
     with psycopg.connect(dsn, connect_timeout=10) as conn:
-        if _table_exists(conn, "vault_identities"):
-            report.vault_rows += _count(conn, "DELETE FROM vault_identities WHERE event_id = ANY(%s)", (ids,))
-            report.vault_rows += _count(
+        if _table_exists(conn, "vault_subjects"):
+            report.vault_rows += delete_subjects(conn, "WHERE s.event_id = ANY(%s)", (ids,))
+            report.vault_rows += delete_subjects(
                 conn,
-                "DELETE FROM vault_identities i "
                 "USING unnest(%s::text[], %s::timestamptz[]) AS c(partner, cutoff) "
-                "WHERE i.partner = c.partner AND i.recorded_at < c.cutoff",
+                "WHERE s.partner = c.partner AND s.recorded_at < c.cutoff",
                 (list(cutoffs), list(cutoffs.values())),
             )
             report.vault_rows += _count(conn, "DELETE FROM vault_links WHERE event_id = ANY(%s)", (ids,))
