@@ -36,7 +36,8 @@ from streams.registry_client import RegistrySchemas, registry_client
 from streams.serde import SchemaCache, decode
 from streams.settings import ROOT, Settings
 from streams.simulate import Simulation
-from tests.workers import WorkerProcess, start_worker
+from tests.support.stack import reader_config
+from tests.workers import WorkerProcess, discard, start_worker
 
 EVENTS = 400
 
@@ -55,7 +56,7 @@ def _publish(settings: Settings, events: list[tuple[str, str, dict[str, Any]]]) 
 
 
 def _audit(settings: Settings) -> list[dict[str, Any]]:
-    return [json.loads(m.value()) for m in read_to_end(settings.kafka_config(), topics.AUDIT_DECISIONS)]
+    return [json.loads(m.value()) for m in read_to_end(reader_config(settings), topics.AUDIT_DECISIONS)]
 
 
 def _wait_decided(settings: Settings, event_ids: set[str], timeout: float = 120.0) -> list[dict[str, Any]]:
@@ -67,7 +68,7 @@ def _wait_decided(settings: Settings, event_ids: set[str], timeout: float = 120.
             return records
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(missing)} events never decided")
-        time.sleep(1.0)
+        time.sleep(0.3)
 
 
 def _topics(settings: Settings, prefix: str) -> list[str]:
@@ -77,7 +78,7 @@ def _topics(settings: Settings, prefix: str) -> list[str]:
 
 def _decoded(settings: Settings, topic: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
     cache = SchemaCache(registry_client(settings))
-    for msg in read_to_end(settings.kafka_config(), topic):
+    for msg in read_to_end(reader_config(settings), topic):
         yield msg.value(), decode(msg.value(), cache)[1]
 
 
@@ -95,7 +96,7 @@ def stack(
     try:
         yield settings, worker
     finally:
-        worker.stop()
+        discard(worker)
 
 
 def test_each_recipient_receives_exactly_what_its_agreement_allows(
@@ -215,11 +216,12 @@ def test_hostile_records_are_dead_lettered_with_their_reason(stack: tuple[Settin
     deadline = time.monotonic() + 60
     reasons: dict[bytes, str] = {}
     while time.monotonic() < deadline and len(reasons) < len(hostile):
-        for msg in read_to_end(settings.kafka_config(), topics.dlq("enforcer")):
+        for msg in read_to_end(reader_config(settings), topics.dlq("enforcer")):
             headers = dict(msg.headers() or [])
             reasons[msg.key()] = headers["sharingbus.dlq.reason"].decode()
             assert msg.value() == hostile[msg.key()][1]  # the original bytes, untouched
-        time.sleep(0.5)
+        if len(reasons) < len(hostile):
+            time.sleep(0.3)
     assert reasons == {k: v[2] for k, v in hostile.items()}
     # Nothing hostile was shared, the good event was, and the worker never restarted.
     _wait_decided(settings, {good_id})
@@ -274,10 +276,12 @@ def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, 
 
     deadline = time.monotonic() + 60
     stored: set[str] = set()
-    while time.monotonic() < deadline and not ids <= stored:
+    while True:
         with psycopg.connect(settings.postgres_dsn) as conn:
             stored = {str(r[0]) for r in conn.execute("SELECT DISTINCT event_id FROM audit_decisions")}
-        time.sleep(1)
+        if ids <= stored or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     assert ids <= stored
     # The owners' own identifiers went to the re-identification vault (and nowhere else).
     with psycopg.connect(settings.postgres_dsn) as conn:
@@ -302,7 +306,7 @@ def test_key_material_never_reaches_a_topic_or_a_log(stack: tuple[Settings, Work
     assert needles and all(len(n) >= 16 for n in needles)
     scanned = 0
     for topic in _topics(settings, ""):
-        for msg in read_to_end(settings.kafka_config(), topic):
+        for msg in read_to_end(reader_config(settings), topic):
             blob = (
                 (msg.key() or b"") + (msg.value() or b"") + b"".join(v or b"" for _, v in msg.headers() or [])
             )
@@ -332,11 +336,13 @@ def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Setting
     first, second = exclusions[:2], exclusions[2:]
     before = set(_publish(settings, [("reading_schools", "education.exclusion", e) for e in first]))
     _wait_decided(settings, before)
+    decided_at = time.monotonic()  # the watcher last looked at the directory before this
     path = settings.agreements_dir / "education-yjs.yaml"
     text = path.read_text()
     assert "      reason: keep\n" in text
     path.write_text(text.replace("      reason: keep\n", "", 1).replace('version: "1.0"', 'version: "1.1"'))
-    time.sleep(3.0)  # the watcher looks at most every 2 s
+    # The watcher looks again at the first batch at least 2 s after its last look (half a second spare).
+    time.sleep(max(0.0, decided_at + 2.5 - time.monotonic()))
     after = set(_publish(settings, [("reading_schools", "education.exclusion", e) for e in second]))
     audit = _wait_decided(settings, after)
     topic = topics.shared("reading_yjs_team", "education.exclusion")
@@ -358,12 +364,13 @@ def test_the_faust_agent_path_decides_every_event_too(
 ) -> None:
     """SHARINGBUS_BATCHED_CONSUMERS=false: the same engine behind Faust agents (take_events)."""
     settings = stack_factory(batched_consumers=False)
-    worker = start_worker(settings, tmp_path_factory.mktemp("faust-mode"))
+    worker = start_worker(settings, tmp_path_factory.mktemp("faust-mode"), wait=False)
     try:
         ids = set(_publish(settings, list(Simulation(seed=18, people=100).events(200))))
+        worker.wait_ready()
         audit = _wait_decided(settings, ids)
         assert {r["event_id"] for r in audit if r["recipient"] == "*"} == ids
         assert any(r["outcome"] == "shared" for r in audit)
         assert "enforcer" in worker.log() and worker.proc.poll() is None
     finally:
-        worker.stop()
+        discard(worker)

@@ -51,7 +51,8 @@ from streams.rights.retention import purge
 from streams.serde import SchemaCache, decode
 from streams.settings import ROOT, Settings
 from streams.vault import Vault
-from tests.workers import WorkerProcess, start_worker
+from tests.support.stack import reader_config
+from tests.workers import WorkerProcess, discard, start_worker
 
 SCHOOLS, POLICE = "reading_schools", "thames_valley_police"
 EXCLUSION, STOP_SEARCH, REQUEST = "education.exclusion", "police.stop_search", "bus.subject_request"
@@ -152,10 +153,19 @@ def stop_search(subject: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_PUBLISHERS: dict[tuple[str, str], Publisher] = {}  # (bootstrap, partner): closed by the `stack` fixture
+
+
 def publish(settings: Settings, partner: str, event_type: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Publish and return the record as sent (envelope completed)."""
-    with Publisher(settings, partner) as pub:
-        return pub.publish(event_type, event).record
+    """Publish, wait for the broker's acknowledgement and return the record as sent (envelope completed).
+
+    One producer per partner and bus (a new idempotent producer takes most of a second to start)."""
+    pub = _PUBLISHERS.get((settings.bootstrap_servers, partner))
+    if pub is None:
+        pub = _PUBLISHERS[(settings.bootstrap_servers, partner)] = Publisher(settings, partner)
+    record = pub.publish(event_type, event).record
+    pub.flush()
+    return record
 
 
 def request(settings: Settings, partner: str, kind: str, **fields: Any) -> str:
@@ -179,7 +189,7 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) ->
 
 
 def audit(settings: Settings) -> list[dict[str, Any]]:
-    return [json.loads(m.value()) for m in read_to_end(settings.kafka_config(), topics.AUDIT_DECISIONS)]
+    return [json.loads(m.value()) for m in read_to_end(reader_config(settings), topics.AUDIT_DECISIONS)]
 
 
 def request_steps(settings: Settings, request_id: str) -> list[dict[str, Any]]:
@@ -238,7 +248,7 @@ def shared_records(
     """(key, headers, decoded value or None for a tombstone) of a recipient's exclusion topic."""
     cache = SchemaCache(registry_client(settings))
     out = []
-    for msg in read_to_end(settings.kafka_config(), topics.shared(recipient, EXCLUSION)):
+    for msg in read_to_end(reader_config(settings), topics.shared(recipient, EXCLUSION)):
         headers = {k: v.decode() for k, v in msg.headers() or []}
         value = decode(msg.value(), cache)[1] if msg.value() else None
         out.append((msg.key().decode(), headers, value))
@@ -249,7 +259,7 @@ def raw_event(settings: Settings, event_id: str) -> dict[str, Any]:
     """The original as the bus reads it back (timestamps at Avro's millisecond precision)."""
     cache = SchemaCache(registry_client(settings))
     parsed = load_catalogue(settings.schemas_dir).event_type(EXCLUSION).parsed
-    for msg in read_to_end(settings.kafka_config(), topics.raw(SCHOOLS, EXCLUSION)):
+    for msg in read_to_end(reader_config(settings), topics.raw(SCHOOLS, EXCLUSION)):
         event = decode(msg.value(), cache, parsed)[1]
         if event["envelope"]["event_id"] == event_id:
             return dict(event)
@@ -301,11 +311,13 @@ def stack(stack_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[tu
     (agreements / "education-vru.yaml").write_text(EDUCATION_VRU)
     (agreements / "education-csp.yaml").write_text(EDUCATION_CSP)
     settings = stack_factory(agreements_dir=agreements)
-    worker = start_worker(settings, tmp_path / "logs")
+    worker = start_worker(settings, tmp_path / "logs", wait=False)  # tests wait once they have published
     try:
         yield settings, worker
     finally:
-        worker.stop()
+        discard(worker)
+        for key in [k for k in _PUBLISHERS if k[0] == settings.bootstrap_servers]:
+            _PUBLISHERS.pop(key).close()
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -325,6 +337,7 @@ def test_erasure_reaches_every_recipient_the_views_and_the_vault(
     olu_id = publish(settings, SCHOOLS, EXCLUSION, exclusion(olu, 4))["envelope"]["event_id"]
     police_id = publish(settings, POLICE, STOP_SEARCH, stop_search(sam))["envelope"]["event_id"]
     school_ids = [*sam_ids, *tom_ids, olu_id]
+    worker.wait_ready()
     stored_decisions(settings, school_ids, shared=3)
     stored_decisions(settings, [police_id], shared=1)
     sam_person, tom_person = person_of(settings, sam_ids[0]), person_of(settings, tom_ids[0])
@@ -400,7 +413,7 @@ def test_erasure_reaches_every_recipient_the_views_and_the_vault(
     assert [r["outcome"] for r in vault.audit_log(tom_person) if r["outcome"] == "erased"] == ["erased"]
     forgets = [
         json.loads(m.value())
-        for m in read_to_end(settings.kafka_config(), topics.LINK_IDENTIFIERS)
+        for m in read_to_end(reader_config(settings), topics.LINK_IDENTIFIERS)
         if (m.key() or b"").startswith(b"forget:")
     ]
     assert forgets == [{"kind": "forget", "person_tokens": [tom_person], "request_id": tom_request}]
@@ -424,6 +437,7 @@ def test_rectification_restriction_and_retention(stack: tuple[Settings, WorkerPr
     second = publish(settings, SCHOOLS, EXCLUSION, exclusion(ada, 9))
     ben_first = publish(settings, SCHOOLS, EXCLUSION, exclusion(ben, 5))
     ids = [r["envelope"]["event_id"] for r in (first, second, ben_first)]
+    worker.wait_ready()
     stored_decisions(settings, ids, shared=3)
 
     def shared_originals() -> dict[str, dict[str, tuple[str, dict[str, Any]]]] | None:

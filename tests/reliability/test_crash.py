@@ -53,10 +53,11 @@ def test_kill_9_mid_stream_loses_nothing_and_keeps_the_ledger_intact(
 ) -> None:
     stack = crash_stack
     settings = stack.settings
+    first = stack.start_worker("first", wait=False)  # it starts while the test prepares the stream
     sim = Simulation(seed=101, people=sizes.people)
     warmup = publish(settings, sim.events(100))
     events = list(sim.events(sizes.crash_events))
-    first = stack.start_worker("first")
+    first.wait_ready()
     wait_decided(settings, {p.event_id for p in warmup})  # the worker is consuming: start the clock
     feeder = Feeder(settings, events, rate=sizes.crash_rate)
     feeder.start()
@@ -77,14 +78,14 @@ def test_kill_9_mid_stream_loses_nothing_and_keeps_the_ledger_intact(
     assert first.proc.returncode == -9
     assert at_kill < len(events), "there must be work left when the worker dies"
 
-    second = stack.start_worker("restarted")
+    second = stack.start_worker("restarted", wait=False)
     published = feeder.finish() + warmup
     ids = {p.event_id for p in published}
     assert len(ids) == len(events) + len(warmup)
-    audit = wait_decided(settings, ids, timeout=180)
-
-    expected = expected_from_raw(settings, stack.planset(), ids)
+    expected = expected_from_raw(settings, stack.planset(), ids)  # from the raw topics, while it starts
     assert expected.event_ids == ids
+    second.wait_ready()
+    audit = wait_decided(settings, ids, timeout=180)
 
     # Exactly one decision per (event, recipient) in PostgreSQL, with the outcome the plans give.
     def stored() -> dict[tuple[str, str], str] | None:

@@ -35,6 +35,7 @@ from tests.support.stack import (
     publish,
     raw_producer,
     read_topic,
+    reader_config,
     topic_names,
     wait_decided,
     wait_until,
@@ -93,9 +94,10 @@ def canary(stack: Stack, truth_row: dict[str, Any], description: str) -> str:
 
 def test_nothing_identifying_leaves_the_bus(stack: Stack, sizes: Sizes) -> None:
     settings = stack.settings
+    worker = stack.start_worker(wait=False)  # it starts while the partners publish
     sim = Simulation(seed=404, people=sizes.people, invalid_rate=0.05)
-    worker = stack.start_worker()
     published = publish(settings, sim.events(sizes.leak_events))
+    worker.wait_ready()
     wait_decided(settings, {p.event_id for p in published}, timeout=180)
 
     def views_emitted() -> bool:
@@ -103,7 +105,7 @@ def test_nothing_identifying_leaves_the_bus(stack: Stack, sizes: Sizes) -> None:
             read_topic(settings, "views.area_counts")
         )
 
-    wait_until(views_emitted, 90, "the views agent to emit profiles and area counts", 2.0)
+    wait_until(views_emitted, 90, "the views agent to emit profiles and area counts", 0.5)
 
     truth = sim.truth()
     secrets = Secrets.from_truth(
@@ -120,7 +122,7 @@ def test_nothing_identifying_leaves_the_bus(stack: Stack, sizes: Sizes) -> None:
     registry = registry_client(settings)
     for topic in topic_names(settings, "shared."):
         decoded(settings, topic)  # every shared record decodes with the registry (raises if not)
-    report = scan_topics(settings.kafka_config(), scanner, ("shared.", "views.", "audit.", "link."), registry)
+    report = scan_topics(reader_config(settings), scanner, ("shared.", "views.", "audit.", "link."), registry)
 
     # The canary proves the scan works: each of its kinds is found, on its topic only.
     planted = [leak for leak in report.leaks if leak.where.startswith(canary_topic)]

@@ -106,8 +106,9 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Stack, TcpProxy]]:
 def test_worker_survives_a_network_cut_and_catches_up(proxied: tuple[Stack, TcpProxy], sizes: Sizes) -> None:
     stack, proxy = proxied
     settings = stack.settings
+    worker = stack.start_worker(wait=False)
     events = list(Simulation(seed=202, people=sizes.people).events(sizes.network_events))
-    worker = stack.start_worker()
+    worker.wait_ready()
     pid = worker.proc.pid
     sampler = Sampler(worker)
     sampler.start()
@@ -128,7 +129,13 @@ def test_worker_survives_a_network_cut_and_catches_up(proxied: tuple[Stack, TcpP
     ids = {p.event_id for p in published}
     wait_decided(settings, ids, timeout=180)
     wait_until(worker.ready, 60, "/ready to answer 200 again", 0.5)
-    time.sleep(1.5)  # a last sample after recovery
+    caught_up = time.time()
+    wait_until(  # a last sample after recovery (the metric must count every event: asserted below)
+        lambda: [s for s in sampler.between(caught_up, time.time()) if s.consumed >= len(events)],
+        30,
+        "a sample after recovery counting every event as consumed",
+        0.1,
+    )
     sampler.stop_event.set()
     sampler.join(10)
 

@@ -327,6 +327,7 @@ def _dlq_by_key(settings: Settings) -> dict[bytes, list[tuple[str | None, bytes 
 def test_poison_and_fuzzed_input_is_dead_lettered_and_valid_events_flow(stack: Stack, sizes: Sizes) -> None:
     settings = stack.settings
     catalogue = stack.catalogue
+    worker = stack.start_worker(wait=False)  # it starts while the test builds its records
     rng = random.Random(303)
     events = list(Simulation(seed=303, people=sizes.people).events(sizes.poison_valid))
     material = build_material(settings, catalogue, events)
@@ -365,7 +366,7 @@ def test_poison_and_fuzzed_input_is_dead_lettered_and_valid_events_flow(stack: S
     records += [(b.topic, f"poison-{i:06d}".encode(), b.value) for i, b in enumerate(bads)]
     rng.shuffle(records)
 
-    worker = stack.start_worker()
+    worker.wait_ready()
     pid = worker.proc.pid
     produce_all(raw_producer(settings), records)
 
@@ -376,7 +377,7 @@ def test_poison_and_fuzzed_input_is_dead_lettered_and_valid_events_flow(stack: S
         return found if wanted_keys <= found.keys() else None
 
     try:
-        dlq = wait_until(all_dead, 180, f"{len(bads)} dead letters", 1.0)
+        dlq = wait_until(all_dead, 180, f"{len(bads)} dead letters", 0.5)
     except AssertionError as exc:
         log = worker.log()
         raise AssertionError(
@@ -387,7 +388,7 @@ def test_poison_and_fuzzed_input_is_dead_lettered_and_valid_events_flow(stack: S
         audit = audit_records(settings)
         return audit if valid_ids <= {r["event_id"] for r in audit} else None
 
-    audit = wait_until(decided, 120, "every valid event to be decided", 1.0)
+    audit = wait_until(decided, 120, "every valid event to be decided", 0.5)
 
     # Every bad record: dead-lettered once, original bytes, a reason its kind calls for.
     wrong: dict[str, Counter[str]] = defaultdict(Counter)
@@ -450,6 +451,7 @@ def test_oversized_fields_do_not_cost_the_rest_of_the_batch(stack: Stack) -> Non
     """
     settings = stack.settings
     catalogue = stack.catalogue
+    worker = stack.start_worker(wait=False)  # it starts while the test builds its records
     events = list(Simulation(seed=304, people=200).events(300))
     material = build_material(settings, catalogue, events)
     crimes = [f for f in material.frames if f.record.get("crime_category") == "VIOLENCE_AND_SEXUAL_OFFENCES"]
@@ -470,7 +472,7 @@ def test_oversized_fields_do_not_cost_the_rest_of_the_batch(stack: Stack) -> Non
     garbage = b"\x07" + b"z" * (1024 * 1024)
     big[b"big-garbage"] = Bad("big", crimes[0].topic, garbage, DECODE)
 
-    worker = stack.start_worker()
+    worker.wait_ready()
     pid = worker.proc.pid
     valid_ids = {f.record["envelope"]["event_id"] for f in material.frames}
     half = len(material.frames) // 2
@@ -494,7 +496,7 @@ def test_oversized_fields_do_not_cost_the_rest_of_the_batch(stack: Stack) -> Non
         return (decided, dlq) if done else None
 
     try:
-        decided, dlq = wait_until(settled, 60, "valid events and oversized records to be handled", 1.0)
+        decided, dlq = wait_until(settled, 60, "valid events and oversized records to be handled", 0.5)
     except AssertionError as exc:
         missing = len(valid_ids - {r["event_id"] for r in audit_records(settings)})
         raise AssertionError(
@@ -515,13 +517,14 @@ def test_a_nul_character_in_a_name_does_not_stall_the_stream(stack: Stack) -> No
     store must not block every later event: all events published after it are decided promptly.
     """
     settings = stack.settings
+    worker = stack.start_worker(wait=False)  # it starts while the test builds its records
     events = list(Simulation(seed=305, people=200).events(200))
     material = build_material(settings, stack.catalogue, events)
     with_subject = [f for f in material.frames if next(subjects(f.record), None) is not None]
     poisoned = with_subject[len(with_subject) // 3]
     next(subjects(poisoned.record))["given_name"] = "Ja\x00ne"
     poisoned.value = material.frame(poisoned.event_type, poisoned.record)
-    worker = stack.start_worker()
+    worker.wait_ready()
     produce_all(
         raw_producer(settings),
         [(f.topic, f.record["envelope"]["event_id"].encode(), f.value) for f in material.frames],
@@ -532,7 +535,7 @@ def test_a_nul_character_in_a_name_does_not_stall_the_stream(stack: Stack) -> No
         return ids - {r["event_id"] for r in audit_records(settings)}
 
     try:
-        wait_until(lambda: not undecided(), 45, "every event to be decided", 1.0)
+        wait_until(lambda: not undecided(), 45, "every event to be decided", 0.5)
     except AssertionError as exc:
         stalls = [line for line in worker.log().splitlines() if "failed" in line and "WARNING" in line]
         raise AssertionError(f"{exc}: {len(undecided())} of {len(ids)} undecided; {stalls[-1:]}") from None

@@ -139,12 +139,13 @@ def test_worker_rides_out_a_registry_restart(own_registry_topic: Stack) -> None:
     stack = own_registry_topic
     settings = stack.settings
     catalogue = stack.catalogue
-    worker = stack.start_worker()
+    worker = stack.start_worker(wait=False)  # it starts while the partners publish
     events = list(Simulation(seed=707, people=200).events(400))
     known = [e for e in events if e[1] != "police.stop_search"]
     unseen = [e for e in events if e[1] == "police.stop_search"]
     assert unseen
     first = publish(settings, known[: len(known) // 2])
+    worker.wait_ready()
     wait_decided(settings, {p.event_id for p in first})
 
     # Frames made now, as a partner's client would have them ready (its serializer caches the id):
@@ -174,19 +175,27 @@ def test_worker_rides_out_a_registry_restart(own_registry_topic: Stack) -> None:
     port = stack.registry.port
     stack.registry.stop()
     try:
-        wait_until(lambda: not worker.ready(), 30, "/ready to report the registry gone", 1.0)
+        wait_until(lambda: not worker.ready(), 30, "/ready to report the registry gone", 0.5)
         body = httpx.get(f"{worker.url}/ready", timeout=10).json()
         assert body["checks"]["registry_reachable"] is False
         produce_all(raw_producer(settings), known_frames)
         wait_decided(settings, known_ids, timeout=60)  # schemas the worker knows: no registry needed
+        log_before = len(worker.log())
         produce_all(raw_producer(settings), unseen_frames)
-        time.sleep(5)  # the worker meets a schema id it cannot look up while the registry is away
+        # The worker meets a schema id it cannot look up while the registry is away, and keeps the
+        # batch to decide again (agents/enforcer.py logs each attempt) instead of giving it up.
+        wait_until(
+            lambda: "deciding the batch again (attempt 2)" in worker.log()[log_before:],
+            60,
+            "the worker to retry a batch whose schema the absent registry cannot give",
+            0.2,
+        )
     finally:
         stack.registry = EmbeddedRegistry(
             stack.broker.bootstrap, port=port, topic=stack.registry.topic
         ).start()
 
-    wait_until(worker.ready, 60, "/ready to recover with the registry", 1.0)
+    wait_until(worker.ready, 60, "/ready to recover with the registry", 0.5)
 
     def settled() -> tuple[set[str], Counter[str | None]] | None:
         """(undecided ids, dead letters by reason) once every valid event is decided or dead."""
@@ -194,7 +203,7 @@ def test_worker_rides_out_a_registry_restart(own_registry_topic: Stack) -> None:
         undecided = unseen_ids - {r["event_id"] for r in audit_records(settings)}
         return (undecided, letters) if len(undecided) <= sum(letters.values()) else None
 
-    undecided, letters = wait_until(settled, 60, "the unseen schema's events to be handled", 1.0)
+    undecided, letters = wait_until(settled, 60, "the unseen schema's events to be handled", 0.5)
     assert not undecided and not letters, (
         f"{len(undecided)} of {len(unseen_ids)} valid events never decided after a registry restart; "
         f"dead letters by reason: {dict(letters)}"
@@ -224,6 +233,10 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
     broker = Tansu(port=port, log_path=tmp_path / "tansu.log")
     with open_stack(tmp_path / "bus", broker=broker) as stack:
         settings = stack.settings
+        # Ready before the partners publish, as before. Started while they published (to save its
+        # start-up time), the worker reliably failed this test: ready on the new broker, all checks
+        # green, yet none of the new events decided within 60 s (its batched consumers never got a
+        # new assignment; Faust's did). A product question, not a test shortcut to take.
         worker = stack.start_worker()
         pid = worker.proc.pid
         sim = Simulation(seed=808, people=200)
@@ -247,7 +260,7 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
                 address in line and "connect" in line.lower() for line in said.splitlines()
             )
 
-        wait_until(reported, 30, "the worker to report the missing broker", 1.0)
+        wait_until(reported, 30, "the worker to report the missing broker", 0.5)
         time.sleep(max(0.0, 10 - (time.monotonic() - gone_at)))  # a while without a broker
         assert worker.proc.poll() is None, "the worker died without its broker"
 
@@ -258,7 +271,7 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
         after = publish(settings, sim.events(200))
         after_ids = {p.event_id for p in after}
         try:
-            wait_until(worker.ready, 60, "/ready to answer 200 on the new broker", 1.0)
+            wait_until(worker.ready, 60, "/ready to answer 200 on the new broker", 0.5)
             wait_decided(settings, after_ids, timeout=60)
         except AssertionError as exc:
             ready = httpx.get(f"{worker.url}/ready", timeout=5).text
@@ -275,6 +288,6 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
             lambda: wanted <= {e for e, _, _ in stored_decisions(settings.postgres_dsn)},
             60,
             "every decision in PostgreSQL",
-            1.0,
+            0.5,
         )
         print(f"\nbroker: /ready while gone {sorted(set(statuses))}")
