@@ -27,7 +27,7 @@ def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> No
             "streams.cli.main",
             "demo",
             "--duration",
-            "40",
+            "30",  # the worker shares its first events ~15 s after the demo starts (10 s consumer sessions)
             "--web-port",
             "0",
             "--rate",
@@ -60,7 +60,7 @@ def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> No
             for line in body.splitlines()
             if line.startswith("sharingbus_events_produced_total{")
         )
-        time.sleep(1)
+        time.sleep(0.5)
     assert produced > 0, "the demo's simulated partners should reach a recipient"
     assert httpx.get(f"{web}/ready", timeout=5).status_code == 200
     assert proc.wait(timeout=120) == 0, "".join(lines)

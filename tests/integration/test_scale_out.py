@@ -80,7 +80,7 @@ from tests.workers import WorkerProcess
 EVENTS = 3000
 PEOPLE = 400
 SPLIT = 20  # people first seen as two (a school's UPN, the police's PNC), joined late by a YJS record
-RATE = 70.0  # events/s: the stream lasts ~43 s; the second worker enforces after ~30 s here
+RATE = 120.0  # events/s: the stream lasts ~25 s; the second worker enforces after ~17 s here
 GATE = 0.85  # past 85% of the stream, the feeder only trickles until the second worker is enforcing
 TRICKLE = 5.0
 PARTITIONS = 4
