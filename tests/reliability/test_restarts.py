@@ -185,7 +185,7 @@ def test_worker_rides_out_a_registry_restart(own_registry_topic: Stack) -> None:
         # The worker meets a schema id it cannot look up while the registry is away, and keeps the
         # batch to decide again (agents/enforcer.py logs each attempt) instead of giving it up.
         wait_until(
-            lambda: "deciding the batch again (attempt 2)" in worker.log()[log_before:],
+            lambda: "deciding the batch again (attempt 1)" in worker.log()[log_before:],
             60,
             "the worker to retry a batch whose schema the absent registry cannot give",
             0.2,
