@@ -109,18 +109,20 @@ class BatchedConsumer:
         return self._thread is not None and self._thread.is_alive()
 
     def _consumer(self) -> Consumer:
-        conf = self.settings.kafka_config(
+        return Consumer(self._consumer_config())
+
+    def _consumer_config(self) -> dict[str, Any]:
+        return self.settings.kafka_config(
             **{
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
+                "session.timeout.ms": self.settings.consumer_session_timeout_ms,
+                "heartbeat.interval.ms": self.settings.consumer_heartbeat_ms,
                 "fetch.wait.max.ms": self.settings.fetch_max_wait_ms,
                 "log_level": 3,
             }
         )
-        return Consumer(conf)
 
     def _loop(self) -> None:
         consumer = self._consumer()

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     )
     fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a consumer fetch waits for data (latency)")
     consumer_group: str = Field("sharingbus", description="Faust application id / consumer group")
+    consumer_session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="Consumer-group session timeout: how long a worker that died keeps its partitions",
+    )
+    consumer_heartbeat_ms: int = Field(
+        1_000, ge=100, description="Consumer-group heartbeat interval (below the session timeout)"
+    )
     roles: str = Field(
         ",".join(ROLES),
         description="What this worker runs, comma-separated: enforcer, audit, linker, views (default all)",
@@ -80,6 +88,12 @@ class Settings(BaseSettings):
         if unknown or not names:
             raise ValueError(f"roles must be a comma-separated subset of {', '.join(ROLES)}; got {value!r}")
         return ",".join(r for r in ROLES if r in names)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> Settings:
+        if self.consumer_heartbeat_ms >= self.consumer_session_timeout_ms:
+            raise ValueError("consumer_heartbeat_ms must be below consumer_session_timeout_ms")
+        return self
 
     @property
     def role_set(self) -> frozenset[str]:

@@ -1,8 +1,10 @@
 """Run real Faust workers as subprocesses (as production does) and wait until they are ready.
 
-Workers run `sharebus worker` through `tests.support.worker_main`, which only shortens the
-consumer-group session timeout (see there): a worker consumes seconds sooner after it starts, and
-after a kill -9 its successor gets the partitions in seconds rather than after ~10 s.
+Workers run `sharebus worker` with a 4 s consumer-group session (`TEST_SESSION`) instead of the
+product's 10 s: on Tansu a group's first join waits about half the session timeout, and a worker
+killed with -9 keeps its partitions until it expires (FAUST-NOTES.md suggests 2 s in tests; 4 s
+leaves room for a loaded machine), so a worker consumes seconds sooner after it starts and after a
+kill -9 its successor gets the partitions in seconds rather than after ~10 s.
 """
 
 from __future__ import annotations
@@ -76,12 +78,15 @@ def discard(*workers: WorkerProcess) -> None:
         worker.proc.wait(10)
 
 
+TEST_SESSION = {"consumer_session_timeout_ms": 4000, "consumer_heartbeat_ms": 500}
+
+
 def start_worker(
     settings: Settings, log_dir: Path, *, wait: bool = True, name: str = "worker"
 ) -> WorkerProcess:
     """`sharebus worker` with the given settings (on a free web port) in a child process."""
     port = free_port()
-    settings = settings.model_copy(update={"web_port": port})
+    settings = settings.model_copy(update={"web_port": port, **TEST_SESSION})
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
     env.update(settings.to_env())
     env["PYTHONUNBUFFERED"] = "1"
@@ -90,7 +95,7 @@ def start_worker(
     log_path = log_dir / f"{name}-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.worker_main", "worker"],
+            [sys.executable, "-m", "streams.cli.main", "worker"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
