@@ -23,7 +23,7 @@ from streams.identifiers import SUBJECT_FIELDS
 from streams.keys import KeyRing
 from streams.linkage_keys import linkage_tokens, primary_token
 from streams.settings import Settings
-from streams.vault import Vault, copy_prefix, identities_of
+from streams.vault import Vault, copy_prefix
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,8 @@ class VaultBuffer:
         self.vault = vault
         self.rows: list[VaultRow] = []
 
-    def add(self, partner: str, token: str, subject: Mapping[str, Any], event_id: str) -> None:
-        if self.vault is not None:
-            self.add_prepared(copy_prefix(partner, token, identities_of(subject)), event_id)
-
-    def add_prepared(self, prefix: str, event_id: str) -> None:
-        """`add` with the subject rendered ahead (`copy_prefix`, cached per person)."""
+    def add(self, prefix: str, event_id: str) -> None:
+        """One subject of an event, rendered ahead (`copy_prefix`, cached per person)."""
         if self.vault is not None and prefix:
             self.rows.append((prefix, event_id))
 
@@ -123,7 +119,7 @@ def make_link_facts(
         subject = dict(zip(_IDENTITY_FIELDS, identity, strict=True))
         tokens, invalid = linkage_tokens(subject, partner, keyring, kid=linkage_kid)
         primary = primary_token(tokens)
-        vault_line = copy_prefix(partner, primary, identities_of(subject)) if primary else ""
+        vault_line = copy_prefix(partner, primary, subject) if primary else ""
         return tokens, invalid, vault_line
 
     def link_facts(partner: str, event_type: str, event: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -143,7 +139,7 @@ def make_link_facts(
                 for kind in invalid:
                     _invalid_counter(kind, partner).inc()
                 if vault is not None:
-                    vault.add_prepared(vault_line, event_id)
+                    vault.add(vault_line, event_id)
             records.append(
                 {
                     "event_id": event_id,

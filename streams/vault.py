@@ -46,7 +46,6 @@ __all__ = [
     "Vault",
     "copy_prefix",
     "delete_subjects",
-    "identities_of",
 ]
 
 MIN_JUSTIFICATION = 20
@@ -128,11 +127,6 @@ class Identity:
     value: str
     event_id: str
     token: str
-
-
-def identities_of(subject: Mapping[str, Any]) -> dict[str, Any]:
-    """The identifying fields of a decoded `Subject`, exactly as the partner sent them."""
-    return {f: subject[f] for f in IDENTIFIER_FIELDS if subject.get(f) is not None}
 
 
 # COPY text format: backslash, tab, newline and carriage return are escaped; NUL cannot be stored.
