@@ -33,8 +33,8 @@ demo: $(STAMP)
 	$(BIN)/sharebus demo $(if $(filter-out 0,$(DEMO_DURATION)),--duration $(DEMO_DURATION),)
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams agents tests benchmarks examples
-	$(BIN)/ruff format --check streams agents tests benchmarks examples
+	$(BIN)/ruff check streams agents sharebus tests benchmarks examples
+	$(BIN)/ruff format --check streams agents sharebus tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -5,8 +5,8 @@ from __future__ import annotations
 import faust
 
 from agents import recovery_fix
+from streams.kafka.security import faust_credentials
 from streams.logs import logging_config
-from streams.security import faust_credentials
 from streams.settings import Settings
 
 

@@ -26,12 +26,12 @@ import faust
 from agents.batched import BatchedConsumer
 from streams import deadletter as dl
 from streams import metrics, topics
-from streams.audit import KIND_DECISION, READER_CONFIG
-from streams.audit_store import AuditStore, AuditStoreError, AuditStoreUnavailable, check_decision
 from streams.deadletter import Output, RawRecord
+from streams.enforce.audit import KIND_DECISION, READER_CONFIG
+from streams.enforce.audit_store import AuditStore, AuditStoreError, AuditStoreUnavailable, check_decision
 from streams.errors import ValidationError
-from streams.producer import DeliveringProducer
-from streams.reader import read_to_end
+from streams.kafka.producer import DeliveringProducer
+from streams.kafka.reader import read_to_end
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The enforcer: raw topics in, shared/audit/link/dead-letter records out, inside the Faust worker.
 
-Two ways to feed the same engine (`streams.enforcement`), chosen by `SHARINGBUS_BATCHED_CONSUMERS`:
+Two ways to feed the same engine (`streams.enforce.engine`), chosen by `SHARINGBUS_BATCHED_CONSUMERS`:
 
 - `batched` (default): a confluent-kafka consumer thread, run as a service of the Faust app, reads
   up to 2,000 records at a time and runs the engine; it decides the next batch while the previous
@@ -31,10 +31,10 @@ from faust.types import TP
 
 from agents.batched import BatchedConsumer, next_offsets, record_lag
 from streams.deadletter import Output, RawRecord
-from streams.enforcement import Enforcer, RegistryUnavailable
+from streams.enforce.engine import Enforcer, RegistryUnavailable
+from streams.enforce.link_facts import VaultBuffer, VaultRow
 from streams.errors import BrokerError
-from streams.link_facts import VaultBuffer, VaultRow
-from streams.producer import DeliveringProducer, Delivery
+from streams.kafka.producer import DeliveringProducer, Delivery
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

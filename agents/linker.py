@@ -1,7 +1,7 @@
 """The linker agent: `link.identifiers` in, `link.person` facts and merges out (docs/linkage.md).
 
 One ordered stream (1 partition, concurrency 1). Each batch runs in a worker thread, in this order:
-1. link every record (`streams.linkage.Linker`), dead-lettering malformed ones with a reason;
+1. link every record (`streams.linkage.linker.Linker`), dead-lettering malformed ones with a reason;
 2. produce facts, merges and dead letters and wait for every delivery;
 3. record (event, person token, tokens) links and merges in the vault, for re-identification;
 4. produce the changed clusters to `link.state`, our own compacted changelog, and wait.
@@ -9,7 +9,7 @@ Only then does the agent body return and Faust ack the batch. A crash before 4 r
 against the previous state and produces the same outputs again (de-duplicable by event id); a
 crash after 4 but before the commit re-links records already in the state, which is a no-op.
 
-State is restored by reading `link.state` to partition EOF (`streams.reader.read_to_end`), never to
+State is restored by reading `link.state` to partition EOF (`streams.kafka.reader.read_to_end`), never to
 a ListOffsets end offset, and not through a Faust table: Tansu reports wrong end offsets and Faust's
 table recovery relies on them (FAUST-NOTES.md).
 """
@@ -28,14 +28,14 @@ import faust
 
 from agents.batched import BatchedConsumer
 from streams import metrics, topics
-from streams.admin import compacted, ensure_topics
 from streams.deadletter import DECODE_ERROR, INTERNAL, Output, RawRecord, dead_letter
-from streams.linkage import Linker
-from streams.linkage_keys import FUZZY_KINDS
-from streams.producer import DeliveringProducer
-from streams.reader import read_to_end
+from streams.kafka.admin import compacted, ensure_topics
+from streams.kafka.producer import DeliveringProducer
+from streams.kafka.reader import read_to_end
+from streams.linkage.linker import Linker
+from streams.linkage.tokens import FUZZY_KINDS
+from streams.privacy.vault import Vault
 from streams.settings import Settings
-from streams.vault import Vault
 
 log = logging.getLogger(__name__)
 

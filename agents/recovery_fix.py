@@ -5,7 +5,7 @@
 Faust recovers a table by reading its changelog up to `consumer.highwaters()`, which aiokafka
 answers with ListOffsets: on Tansu that is the last batch's base offset + 1, so records after it
 are silently left out of the recovered table (FAUST-NOTES.md: 59,999 of 60,000 keys). This replaces
-that one method of Faust's aiokafka consumer thread with `streams.offsets.end_offsets` (fetch high
+that one method of Faust's aiokafka consumer thread with `streams.kafka.offsets.end_offsets` (fetch high
 watermarks), which equals ListOffsets on Apache Kafka, so it is safe to keep on in production.
 
 2. Fetch wait: Faust hard-codes aiokafka's `fetch_max_wait_ms=1500`, and Tansu answers a fetch only
@@ -24,7 +24,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.offsets import end_offsets
+from streams.kafka.offsets import end_offsets
 
 _kafka_config: dict[str, Any] | None = None
 _original = faust_aiokafka.AIOKafkaConsumerThread._highwaters

@@ -1,6 +1,6 @@
 """The views agent: live person profiles and area counts from `link.person`, served and published.
 
-Topics (docs/contracts.md; names in `streams.topics` / `streams.topology`):
+Topics (docs/contracts.md; names in `streams.topics` / `streams.kafka.topology`):
 - `link.person` (partitioned by person token) and `views.profile_moves` (same partition count, keyed
   by the target token, so co-partitioned) feed ONE agent, `views` (concurrency 1, batches). A merge
   record (keyed by `from`) pops the old profile on the partition owning `from` and sends it, keyed by
@@ -12,13 +12,13 @@ Topics (docs/contracts.md; names in `streams.topics` / `streams.topology`):
   idempotent by event, and a single partition is the simplest correct way to get it.
 - Out: compacted Avro `views.person_profile` (key: token) and `views.area_counts` (key: "area|week",
   value: that row of the week's SUPPRESSED table), registered in the schema registry, plus PostgreSQL
-  (`streams.views_sink`). Bad input goes to `dlq.views` with a reason; nothing crashes the agent.
+  (`streams.views.sink`). Bad input goes to `dlq.views` with a reason; nothing crashes the agent.
 
 Faust tables (JSON keys and values, recovered by Faust from their changelogs with
 `agents.recovery_fix` so Tansu's short end offsets cannot lose the tail):
 - `views_person_profiles`: token -> `Profile.to_dict()` (contributions are the source of truth, so
   replays and duplicates are no-ops by (event_id, subject_index)); at most
-  `streams.profiles.MAX_CONTRIBUTIONS` per profile, the newest, so a profile is bounded per person.
+  `streams.views.profiles.MAX_CONTRIBUTIONS` per profile, the newest, so a profile is bounded per person.
 - `views_person_tombstones`: token -> {"moved_to", "erased"}: where a merged token went (erasures
   follow it) and which events were erased (a profile in flight on the moves topic cannot revive them).
 - `views_area_rows`: "area|week" -> {factor: "<event key hex>..."}, ONE ROW PER (area, week) rather than
@@ -59,10 +59,23 @@ from aiohttp import web
 from faust.types import TP
 
 from agents import recovery_fix
-from agents.views_avro import ViewSchemas
 from agents.views_emit import EMIT_BATCH, Emitter, now_iso
 from agents.views_reader import LiveViews, TableViewsReader
-from agents.views_state import (
+from agents.web import routes
+from agents.web.handlers import TIER_HEADER
+from streams import metrics
+from streams.avro.catalogue import load_catalogue
+from streams.deadletter import RawRecord
+from streams.errors import ConfigurationError
+from streams.kafka.admin import TopicSpec, compacted, ensure_topics, partition_counts
+from streams.kafka.producer import DeliveringProducer
+from streams.registry.client import RegistrySchemas, registry_client
+from streams.settings import Settings
+from streams.views.area_counts import Level
+from streams.views.avro import ViewSchemas
+from streams.views.factors import FactorExtractor, load_factors
+from streams.views.sink import ViewsSink
+from streams.views.state import (
     AREA_PARTITION,
     AreaStage,
     ProfileStage,
@@ -70,19 +83,6 @@ from agents.views_state import (
     ViewsTopics,
     split_row_key,
 )
-from agents.web import routes
-from agents.web.handlers import TIER_HEADER
-from streams import metrics
-from streams.admin import TopicSpec, compacted, ensure_topics, partition_counts
-from streams.area_counts import Level
-from streams.catalogue import load_catalogue
-from streams.deadletter import RawRecord
-from streams.errors import ConfigurationError
-from streams.factors import FactorExtractor, load_factors
-from streams.producer import DeliveringProducer
-from streams.registry_client import RegistrySchemas, registry_client
-from streams.settings import Settings
-from streams.views_sink import ViewsSink
 
 log = logging.getLogger(__name__)
 

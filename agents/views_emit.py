@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from agents.views_avro import ViewSchemas, area_records, profile_record
 from agents.views_reader import LiveViews
-from agents.views_state import ViewsTopics, publish_week
 from streams.deadletter import Output
-from streams.producer import DeliveringProducer
-from streams.profiles import Profile
-from streams.views_sink import ViewsSink
+from streams.kafka.producer import DeliveringProducer
+from streams.views.avro import ViewSchemas, area_records, profile_record
+from streams.views.profiles import Profile
+from streams.views.sink import ViewsSink
+from streams.views.state import ViewsTopics, publish_week
 
 log = logging.getLogger(__name__)
 

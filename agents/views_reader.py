@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.views_state import TableAreaCounts, publish_week
-from streams.factors import FactorDef
-from streams.profiles import Profile
+from streams.views.factors import FactorDef
+from streams.views.profiles import Profile
+from streams.views.state import TableAreaCounts, publish_week
 
 __all__ = ["LiveViews", "TableViewsReader"]
 

@@ -17,20 +17,20 @@ from agents import audit_sink, health
 from agents import enforcer as enforcer_agent
 from agents.batched import BatchedConsumer
 from streams import metrics
-from streams.admin import ensure_topics
 from streams.agreements import PlanWatcher
-from streams.audit import recover_chains
-from streams.catalogue import Catalogue, load_catalogue
-from streams.enforcement import Enforcer
+from streams.avro.catalogue import Catalogue, load_catalogue
+from streams.enforce.audit import recover_chains
+from streams.enforce.engine import Enforcer
+from streams.enforce.link_facts import VaultBuffer, make_link_facts
 from streams.errors import ConfigurationError
-from streams.keys import KeyRing
-from streams.link_facts import VaultBuffer, make_link_facts
-from streams.producer import CHAINED_PRODUCER, DeliveringProducer
-from streams.registry_client import RegistrySchemas, registry_client
+from streams.kafka.admin import ensure_topics
+from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
+from streams.kafka.topology import DLQ_STAGES, bus_topics
+from streams.privacy.keys import KeyRing
+from streams.privacy.vault import Vault
+from streams.registry.client import RegistrySchemas, registry_client
 from streams.rights import build_rights
 from streams.settings import ROLES, Settings
-from streams.topology import DLQ_STAGES, bus_topics
-from streams.vault import Vault
 
 log = logging.getLogger(__name__)
 

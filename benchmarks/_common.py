@@ -25,8 +25,8 @@ import httpx
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
 
-from streams.admin import TopicSpec, ensure_topics
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import ROOT, Settings
 
 PG_ADMIN_DSN = os.environ.get(
@@ -54,7 +54,7 @@ class Stack:
         self.keyring_path = self.workdir / "keyring.json"
 
     def __enter__(self) -> Stack:
-        from streams.keys import KeyRing
+        from streams.privacy.keys import KeyRing
 
         self.database = f"sharingbus_bench_{uuid.uuid4().hex[:10]}"
         self.dsn = self._create_database(self.database)
@@ -151,16 +151,16 @@ class Workload:
 
 
 def encode_events(settings: Settings, n: int, seed: int = 1, people: int = 3000) -> list[Encoded]:
-    """`n` simulated events, completed and framed exactly as `streams.publisher.Publisher` does
+    """`n` simulated events, completed and framed exactly as `streams.publish.publisher.Publisher` does
     (`prepare_event`, then confluent-kafka's AvroSerializer registering `<topic>-value`)."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     from streams import topics
-    from streams.catalogue import load_catalogue
-    from streams.publisher import prepare_event
-    from streams.simulate import Simulation
+    from streams.avro.catalogue import load_catalogue
+    from streams.publish.publisher import prepare_event
+    from streams.publish.simulate import Simulation
 
     catalogue = load_catalogue(settings.schemas_dir)
     registry = SchemaRegistryClient(settings.registry_config())
@@ -185,8 +185,8 @@ def encode_events(settings: Settings, n: int, seed: int = 1, people: int = 3000)
 def workload(settings: Settings, events: list[Encoded]) -> Workload:
     """Expected output counts from the compiled plans (one audit per plan, one default deny)."""
     from streams.agreements import PlanWatcher
-    from streams.catalogue import load_catalogue
-    from streams.keys import KeyRing
+    from streams.avro.catalogue import load_catalogue
+    from streams.privacy.keys import KeyRing
 
     catalogue = load_catalogue(settings.schemas_dir)
     planset = PlanWatcher(settings.agreements_dir, catalogue, KeyRing.load(settings.keyring_path)).current()
@@ -210,7 +210,7 @@ def register_raw_schemas(settings: Settings, topic_types: Iterable[tuple[str, st
     """Register each raw topic's catalogue schema as the Publisher's AvroSerializer does; ids by topic."""
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-    from streams.catalogue import load_catalogue
+    from streams.avro.catalogue import load_catalogue
 
     catalogue = load_catalogue(settings.schemas_dir)
     registry = SchemaRegistryClient(settings.registry_config())
@@ -363,7 +363,7 @@ def tail_consumer(settings: Settings, topic_names: Sequence[str], **extra: Any) 
 
 
 def dead_letters(settings: Settings, topic: str) -> int:
-    from streams.reader import read_to_end
+    from streams.kafka.reader import read_to_end
 
     return sum(1 for _ in read_to_end(settings.kafka_config(), topic, timeout=30))
 

@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.keys import KeyRing
-from streams.linkage import Linker
-from streams.linkage_keys import linkage_tokens
-from streams.simulate import Simulation
+from streams.linkage.linker import Linker
+from streams.linkage.tokens import linkage_tokens
+from streams.privacy.keys import KeyRing
+from streams.publish.simulate import Simulation
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ then feeds the views `link.person` fact records directly, byte for byte as the l
 (`agents.linker.LinkerStage.process`: the `link.identifiers` record without `tokens`/`invalid`, plus
 `kind: "fact"` and `person_token`, compact sorted JSON, keyed by the person token, produced with
 librdkafka's default partitioner). The linker itself is therefore idle: its clusters are not in the
-figures. Person tokens are real `streams.linkage.person_token`s; event types, partners and factors
+figures. Person tokens are real `streams.linkage.linker.person_token`s; event types, partners and factors
 come from `factors.yaml` and `schemas/partners.yaml`.
 
 Phases, each followed by one RSS reading (VmRSS from /proc, the median of five samples a second
@@ -20,7 +20,7 @@ apart) once the worker has caught up:
   more 1..R             one NEW event for every person per round: growth per (person, event) while
                         the profiles are under their cap;
   heavy                 `--heavy-people` people get events in steps up to 3x the per-profile cap
-                        (`streams.profiles.MAX_CONTRIBUTIONS`): RSS must stop growing at the cap.
+                        (`streams.views.profiles.MAX_CONTRIBUTIONS`): RSS must stop growing at the cap.
                         These events name all the heavy people as subjects of the same events
                         (subject_index = the person), so the area counts, which keep one key per
                         distinct event until retention removes it, grow by one key per event only
@@ -28,7 +28,7 @@ apart) once the worker has caught up:
 
 "Caught up" is checked, never slept for: the views consumer group's committed offsets on
 `link.person`, `views.profile_moves` and `views.area_facts` reach the true end offsets
-(`streams.offsets.end_offsets`, from fetch high watermarks: Tansu's ListOffsets is wrong), the
+(`streams.kafka.offsets.end_offsets`, from fetch high watermarks: Tansu's ListOffsets is wrong), the
 worker's `/api/health` counts every fact applied and every profile, and nothing is left to emit.
 
 The last line printed is `rss_per_profile_bytes: N`, (RSS at 100% - RSS at 0) / profiles.
@@ -57,12 +57,13 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from agents.views import PROFILES
 from benchmarks._common import Child, Stack, log, spawn
-from streams import topics, topology
-from streams.catalogue import load_catalogue
-from streams.linkage import person_token
-from streams.offsets import end_offsets
-from streams.profiles import MAX_CONTRIBUTIONS, Profile
+from streams import topics
+from streams.avro.catalogue import load_catalogue
+from streams.kafka import topology
+from streams.kafka.offsets import end_offsets
+from streams.linkage.linker import person_token
 from streams.settings import ROOT, Settings
+from streams.views.profiles import MAX_CONTRIBUTIONS, Profile
 
 GROUP = "bench-memory"
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
@@ -188,7 +189,7 @@ class Changelog:
         self.consumer.assign([TopicPartition(self.topic, p, 0) for p in range(partitions)])
 
     def catch_up(self, timeout: float = 300.0) -> None:
-        """Read up to the true end offsets (fetch high watermarks, `streams.offsets`), never ListOffsets."""
+        """Read up to the true end offsets (fetch high watermarks, `streams.kafka.offsets`)."""
         ends = end_offsets(self.kafka_config, [(self.topic, p) for p in range(self.partitions)])
         deadline = time.monotonic() + timeout
         while any(self.position[p] < ends[(self.topic, p)] for p in range(self.partitions)):
@@ -354,7 +355,7 @@ def run(args: argparse.Namespace) -> list[Reading]:
         extra_env = dict(item.split("=", 1) for item in args.worker_env)
         child = spawn(
             "worker",
-            [sys.executable, "-m", "streams.cli.main", "worker"],
+            [sys.executable, "-m", "sharebus.main", "worker"],
             settings,
             log_dir,
             web=True,

@@ -80,13 +80,13 @@ def _assemble(settings: Settings, prefix: str = "") -> tuple[Any, Any, list[str]
     `prefix`, audit chains are recovered from (and outputs later go to) `<prefix><topic>`."""
     from streams import topics
     from streams.agreements import PlanWatcher
-    from streams.audit import recover_chains
-    from streams.catalogue import load_catalogue
-    from streams.enforcement import Enforcer
-    from streams.keys import KeyRing
-    from streams.link_facts import make_link_facts
-    from streams.producer import DeliveringProducer
-    from streams.registry_client import RegistrySchemas, registry_client
+    from streams.avro.catalogue import load_catalogue
+    from streams.enforce.audit import recover_chains
+    from streams.enforce.engine import Enforcer
+    from streams.enforce.link_facts import make_link_facts
+    from streams.kafka.producer import DeliveringProducer
+    from streams.privacy.keys import KeyRing
+    from streams.registry.client import RegistrySchemas, registry_client
 
     catalogue = load_catalogue(settings.schemas_dir)
     keyring = KeyRing.load(settings.keyring_path)
@@ -112,8 +112,8 @@ def _assemble(settings: Settings, prefix: str = "") -> tuple[Any, Any, list[str]
 def _vault(settings: Settings) -> Any:
     """The re-identification vault buffer the worker fills per batch (None before it existed)."""
     try:
-        from streams.link_facts import VaultBuffer
-        from streams.vault import Vault
+        from streams.enforce.link_facts import VaultBuffer
+        from streams.privacy.vault import Vault
     except ImportError:
         return None
     return VaultBuffer(Vault(settings.postgres_dsn))
@@ -160,9 +160,9 @@ def role_copy(settings: Settings) -> None:
     """(a) consume -> produce -> wait for every delivery -> commit, per batch of up to 2000."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from streams.catalogue import load_catalogue
+    from streams.avro.catalogue import load_catalogue
     from streams.deadletter import Output
-    from streams.producer import DeliveringProducer
+    from streams.kafka.producer import DeliveringProducer
 
     raw_topics = [t for _, _, t in load_catalogue(settings.schemas_dir).raw_topics()]
     consumer = Consumer(
@@ -194,7 +194,7 @@ def role_naive(settings: Settings) -> None:
     from agents import app as app_module
     from agents import health
     from streams.deadletter import RawRecord
-    from streams.registry_client import RegistrySchemas, registry_client
+    from streams.registry.client import RegistrySchemas, registry_client
 
     prefix = "naive."
     enforcer, _producer, raw_topics, vault = _assemble(settings, prefix)
@@ -239,7 +239,7 @@ def role_noop(settings: Settings) -> None:
 
     from agents import app as app_module
     from agents import health
-    from streams.catalogue import load_catalogue
+    from streams.avro.catalogue import load_catalogue
 
     app = app_module.create_app(settings)
     raw_topics = [t for _, _, t in load_catalogue(settings.schemas_dir).raw_topics()]
@@ -365,11 +365,11 @@ def role_batched(settings: Settings) -> None:
 def _output_specs(settings: Settings, prefix: str) -> list[Any]:
     """Every topic the enforcer writes, renamed with `prefix` (same partitions and configs)."""
     from streams import topics
-    from streams.admin import TopicSpec
     from streams.agreements import PlanWatcher
-    from streams.catalogue import load_catalogue
-    from streams.keys import KeyRing
-    from streams.topology import bus_topics
+    from streams.avro.catalogue import load_catalogue
+    from streams.kafka.admin import TopicSpec
+    from streams.kafka.topology import bus_topics
+    from streams.privacy.keys import KeyRing
 
     catalogue = load_catalogue(settings.schemas_dir)
     planset = PlanWatcher(settings.agreements_dir, catalogue, KeyRing.load(settings.keyring_path)).current()
@@ -383,11 +383,11 @@ def _output_specs(settings: Settings, prefix: str) -> list[Any]:
 
 def _prepare_topics(settings: Settings) -> None:
     """The bus's topics, plus the copy/naive/batched output topics, all with explicit partitions."""
-    from streams.admin import TopicSpec, ensure_topics
     from streams.agreements import PlanWatcher
-    from streams.catalogue import load_catalogue
-    from streams.keys import KeyRing
-    from streams.topology import bus_topics
+    from streams.avro.catalogue import load_catalogue
+    from streams.kafka.admin import TopicSpec, ensure_topics
+    from streams.kafka.topology import bus_topics
+    from streams.privacy.keys import KeyRing
 
     catalogue = load_catalogue(settings.schemas_dir)
     planset = PlanWatcher(settings.agreements_dir, catalogue, KeyRing.load(settings.keyring_path)).current()
@@ -485,8 +485,8 @@ def plain_python_us(settings: Settings, events: Sequence[Encoded], repeat: int =
 
     from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-    from streams.catalogue import load_catalogue
-    from streams.serde import decode_header
+    from streams.avro.catalogue import load_catalogue
+    from streams.avro.serde import decode_header
 
     catalogue = load_catalogue(settings.schemas_dir)
     key = b"k" * 32
@@ -523,8 +523,8 @@ def engine_alone(settings: Settings, events: Sequence[Encoded], repeat: int = 2)
     import gc
 
     from agents.worker import GC_THRESHOLD
-    from streams.audit import AuditChain, audit_partition
     from streams.deadletter import RawRecord
+    from streams.enforce.audit import AuditChain, audit_partition
 
     enforcer, _producer, _raw, vault = _assemble(settings)
     n = settings.topic_partitions
@@ -552,7 +552,7 @@ def latency(settings: Settings, events: Sequence[Encoded], rate: float, child: C
     """Publish `events` at `rate`/s (timestamp = publish time) and time their shared outputs."""
     from confluent_kafka import Producer
 
-    from streams.admin import partition_counts
+    from streams.kafka.admin import partition_counts
 
     shared = sorted(t for t in partition_counts(settings) if t.startswith("shared."))
     consumer = tail_consumer(settings, shared, **{"fetch.wait.max.ms": 10})
@@ -647,16 +647,16 @@ def summarise_profile(path: Path, top: int = 12) -> str:
         joined = ";".join(frames)
         leaf = frames[-1]
         if any(w in leaf for w in _WAITS):
-            if "try_send_all" in joined or "(streams/producer.py" in joined:
+            if "try_send_all" in joined or "(streams/kafka/producer.py" in joined:
                 return "waiting: producer flush (deliveries)"
             if "run_in_executor" in joined or "(concurrent/futures/thread.py" in joined:
                 return "waiting: executor thread idle"
             return "waiting: event loop / consumer thread idle"
-        if "try_send_all" in joined or "(streams/producer.py" in joined:
+        if "try_send_all" in joined or "(streams/kafka/producer.py" in joined:
             return "producer (produce calls, delivery callbacks)"
         if "link_facts" in joined:
             return "engine: link facts (factors, linkage tokens)"
-        if "append (streams/audit.py" in joined:
+        if "append (streams/enforce/audit.py" in joined:
             return "engine: audit record (JSON + sha256)"
         if "apply (streams/agreements/" in joined:
             return "engine: plans (apply per recipient)"
@@ -664,17 +664,17 @@ def summarise_profile(path: Path, top: int = 12) -> str:
             return "engine: metrics"
         if "released_tokens" in joined:
             return "engine: released tokens"
-        if "encode (streams/enforcement.py" in joined:
+        if "encode (streams/enforce/engine.py" in joined:
             return "engine: encode outputs (fastavro)"
-        if "prepare (streams/enforcement.py" in joined:
+        if "prepare (streams/enforce/engine.py" in joined:
             return "engine: prepare (plans, chain recovery)"
-        if "(streams/enforcement.py" in leaf:
+        if "(streams/enforce/engine.py" in leaf:
             file, line = leaf.rsplit("(", 1)[1].rstrip(")").rsplit(":", 1)
             text = source_line(file, int(line))
             if "schemaless_reader" in text or "decode_header" in text:
                 return "engine: decode (fastavro)"
             return "engine: other (validation, dispatch)"
-        if "(streams/enforcement.py" in joined:
+        if "(streams/enforce/engine.py" in joined:
             return "engine: other (validation, dispatch)"
         if "_raw_record" in joined:
             return "agent: Faust event -> RawRecord"
@@ -784,7 +784,7 @@ def main(argv: list[str] | None = None) -> None:
                         update={"consumer_group": group, "data_dir": settings.data_dir / role}
                     )
                     roles = "all" if args.full_worker else "enforcer"
-                    argv = [sys.executable, "-m", "streams.cli.main", "worker", "--roles", roles]
+                    argv = [sys.executable, "-m", "sharebus.main", "worker", "--roles", roles]
                     child = spawn("worker", argv, s, log_dir, web=True)
                 else:
                     child = _spawn_role(role, settings, log_dir, group, args.fetch_wait_ms, n)

@@ -1,6 +1,6 @@
 """Dead letters: the original bytes, key and headers, plus why, so nothing is ever silently dropped.
 
-Dead-letter topics hold raw data and are protected like raw topics (see `streams.acls`).
+Dead-letter topics hold raw data and are protected like raw topics (see `streams.kafka.acls`).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from streams.admin import TopicSpec, ensure_topics
-from streams.broker import EmbeddedBroker
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.broker import EmbeddedBroker
 from streams.settings import Settings
 from tests.support.stack import Tansu
 
@@ -112,7 +112,7 @@ class StackPool:
         self._databases: list[str] = []
 
     def make(self, **overrides: Any) -> Settings:
-        from streams.keys import KeyRing
+        from streams.privacy.keys import KeyRing
         from streams.registry import EmbeddedRegistry
 
         b = Tansu().start()

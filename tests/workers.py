@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from streams.broker import free_port
+from streams.kafka.broker import free_port
 from streams.settings import ROOT, Settings
 
 
@@ -95,7 +95,7 @@ def start_worker(
     log_path = log_dir / f"{name}-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.main", "worker"],
+            [sys.executable, "-m", "sharebus.main", "worker"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

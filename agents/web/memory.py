@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.area_counts import AreaCounts, Level
-from streams.factors import FactorDef
-from streams.profiles import Profile, apply_fact, rescore
+from streams.views.area_counts import AreaCounts, Level
+from streams.views.factors import FactorDef
+from streams.views.profiles import Profile, apply_fact, rescore
 
 
 class MemoryViewsReader:

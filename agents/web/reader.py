@@ -3,7 +3,7 @@
 The worker's implementation reads its Faust tables; tests use `MemoryViewsReader`. Methods are
 called on the event loop, so an implementation must answer from memory (a database-backed reader
 refreshes a cache in the background). Every table it returns is already published, i.e. passed
-through `streams.disclosure.suppress`: the web layer never sees a raw count.
+through `streams.privacy.disclosure.suppress`: the web layer never sees a raw count.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from streams.agreements.model import (
 )
 from streams.agreements.selection import FieldRule, Selection, select_fields
 from streams.agreements.tree import Node, event_tree, leaves, walk
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 
 __all__ = ["GENERALISING", "check_agreement", "select_for"]
 

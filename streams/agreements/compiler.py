@@ -24,11 +24,11 @@ from streams.agreements.schema import agreement_schema
 from streams.agreements.selection import FieldRule
 from streams.agreements.steps import Builder, Denied, FieldError, record_builder
 from streams.agreements.tree import walk
-from streams.areas import AreaLookup
-from streams.catalogue import Catalogue, EventType
+from streams.avro.catalogue import Catalogue, EventType
 from streams.errors import ConfigurationError, SharingBusError
-from streams.keys import KeyRing
-from streams.operators import BindContext, Transform, get_operator
+from streams.privacy.areas import AreaLookup
+from streams.privacy.keys import KeyRing
+from streams.privacy.operators import BindContext, Transform, get_operator
 
 __all__ = ["Decision", "Plan", "PlanSet", "compile_plans"]
 

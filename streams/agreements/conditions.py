@@ -16,9 +16,9 @@ from streams.agreements.model import Condition
 from streams.agreements.selection import Problem, is_date_of_birth
 from streams.agreements.tree import Node
 from streams.errors import ValidationError
-from streams.identifiers import normalise_dob
-from streams.operators.age_band import event_date
-from streams.operators.base import avro_kind
+from streams.privacy.identifiers import normalise_dob
+from streams.privacy.operators.age_band import event_date
+from streams.privacy.operators.base import avro_kind
 
 __all__ = ["Check", "check_conditions", "compile_conditions"]
 

@@ -20,9 +20,9 @@ from streams.agreements.compiler import Plan, PlanSet
 from streams.agreements.model import LAWFUL_BASES
 from streams.agreements.selection import FieldRule
 from streams.agreements.tree import Node, event_tree
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.errors import ConfigurationError, ValidationError
-from streams.operators.base import avro_kind
+from streams.privacy.operators.base import avro_kind
 
 __all__ = [
     "Explanation",

@@ -21,7 +21,7 @@ from streams import topics
 from streams.agreements.checks import check_agreement, select_for
 from streams.agreements.model import Agreement, Recipient, RecipientsFile
 from streams.agreements.schema import agreement_schema
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.errors import ConfigurationError
 
 __all__ = [

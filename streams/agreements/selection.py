@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from streams.agreements.model import EventTypeRule, Treatment
 from streams.agreements.tree import Node, leaves, walk
-from streams.catalogue import TAG_VALUES
+from streams.avro.catalogue import TAG_VALUES
 from streams.errors import ConfigurationError
-from streams.operators import OperatorParams, get_operator, parse_params
-from streams.operators.base import avro_kind
+from streams.privacy.operators import OperatorParams, get_operator, parse_params
+from streams.privacy.operators.base import avro_kind
 
 __all__ = ["FieldRule", "Problem", "Selection", "is_date_of_birth", "select_fields"]
 

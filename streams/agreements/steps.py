@@ -15,8 +15,8 @@ from typing import Any
 from streams.agreements.selection import FieldRule
 from streams.agreements.tree import Node
 from streams.errors import ValidationError
-from streams.identifiers import InvalidIdentifier
-from streams.operators import Transform
+from streams.privacy.identifiers import InvalidIdentifier
+from streams.privacy.operators import Transform
 
 __all__ = ["Builder", "Denied", "FieldError", "record_builder"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streams.catalogue import PRIMITIVES, TAG_VALUES, EventType, strip_null
+from streams.avro.catalogue import PRIMITIVES, TAG_VALUES, EventType, strip_null
 
 __all__ = ["Node", "event_tree", "leaves", "walk"]
 

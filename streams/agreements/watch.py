@@ -19,10 +19,10 @@ from pathlib import Path
 from streams import metrics
 from streams.agreements.compiler import PlanSet, compile_plans
 from streams.agreements.loader import RECIPIENTS_FILE, agreement_files, directory_digest, load_agreements
-from streams.areas import AreaLookup
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.errors import ConfigurationError, SharingBusError
-from streams.keys import KeyRing
+from streams.privacy.areas import AreaLookup
+from streams.privacy.keys import KeyRing
 from streams.settings import Settings
 
 __all__ = ["PlanWatcher"]

@@ -17,9 +17,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import PrivateAttr
 
 from streams import topics
-from streams.admin import compacted, ensure_topics
 from streams.errors import BrokerError
-from streams.reader import read_to_end
+from streams.kafka.admin import compacted, ensure_topics
+from streams.kafka.reader import read_to_end
 from streams.registry import errors
 from streams.registry.records import Record, decode, encode
 from streams.registry.state import RegistryState

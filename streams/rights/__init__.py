@@ -8,8 +8,8 @@ recipient through the audit ledger. `docs/subject-rights.md` has the whole desig
 
 from __future__ import annotations
 
-from streams.catalogue import Catalogue
-from streams.keys import KeyRing
+from streams.avro.catalogue import Catalogue
+from streams.privacy.keys import KeyRing
 from streams.rights.model import KINDS, REQUEST_EVENT_TYPE, RequestRefused, SubjectRequest, parse_request
 from streams.rights.service import SubjectRightsService
 from streams.settings import Settings
@@ -27,23 +27,23 @@ __all__ = [
 
 
 def linkage_key_id(settings: Settings, keyring: KeyRing) -> str:
-    """The key linkage tokens are made with: the same pin `streams.link_facts` uses."""
+    """The key linkage tokens are made with: the same pin `streams.enforce.link_facts` uses."""
     return settings.linkage_key_id or keyring.ids[0]
 
 
 def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> SubjectRightsService:
     """Everything the service needs, from settings; creates its tables (fails at start, not per event)."""
-    from streams.audit_store import AuditStore
-    from streams.link_facts import VaultBuffer, make_link_facts
+    from streams.avro.serde import SchemaCache
+    from streams.enforce.audit_store import AuditStore
+    from streams.enforce.link_facts import VaultBuffer, make_link_facts
     from streams.pg import ensure_database
-    from streams.registry_client import RegistrySchemas, registry_client
+    from streams.privacy.vault import Vault
+    from streams.registry.client import RegistrySchemas, registry_client
     from streams.rights.context import Context
     from streams.rights.links import LinkIndex
     from streams.rights.raw import RawReader
     from streams.rights.restrictions import Restrictions
     from streams.rights.store import RightsStore
-    from streams.serde import SchemaCache
-    from streams.vault import Vault
 
     dsn = settings.postgres_dsn
     ensure_database(dsn)

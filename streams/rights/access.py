@@ -20,9 +20,9 @@ from typing import Any
 from streams.agreements import AgreementSet
 from streams.agreements.checks import select_for
 from streams.agreements.model import LAWFUL_BASES
-from streams.audit_store import AuditStore
-from streams.catalogue import Catalogue
-from streams.keys import KeyRing
+from streams.avro.catalogue import Catalogue
+from streams.enforce.audit_store import AuditStore
+from streams.privacy.keys import KeyRing
 from streams.rights.context import shared_decisions
 from streams.rights.links import LinkIndex, subject_tokens
 from streams.rights.store import RightsStore

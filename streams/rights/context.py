@@ -18,19 +18,19 @@ import orjson
 from fastavro import parse_schema
 
 from streams import topics
-from streams.audit_store import AuditStore
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
+from streams.avro.serde import encode
 from streams.deadletter import Output
-from streams.keys import KeyRing
-from streams.link_facts import LinkFacts, VaultBuffer
+from streams.enforce.audit_store import AuditStore
+from streams.enforce.link_facts import LinkFacts, VaultBuffer
+from streams.privacy.keys import KeyRing
+from streams.privacy.vault import Vault
 from streams.rights import messages
 from streams.rights.links import LinkIndex
 from streams.rights.model import SubjectRequest
 from streams.rights.raw import RawReader
 from streams.rights.restrictions import Restrictions
 from streams.rights.store import RightsStore
-from streams.serde import encode
-from streams.vault import Vault
 
 __all__ = ["KIND_REQUEST", "Context", "Job", "OutputSchemas", "shared_decisions"]
 

@@ -1,7 +1,7 @@
 """Rectification: apply a request's corrections to the original event and check the result.
 
 The corrected event goes through the same preparation as a freshly published one
-(`streams.publisher.prepare_event`), so a correction is coerced ("2010-03-01" becomes a date,
+(`streams.publish.publisher.prepare_event`), so a correction is coerced ("2010-03-01" becomes a date,
 "suspension" the enum symbol) and refused if it would not be a valid event of its type.
 """
 
@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.errors import ValidationError
-from streams.publisher import EventInvalid, prepare_event
+from streams.publish.publisher import EventInvalid, prepare_event
 from streams.rights.model import RequestRefused, check_path
 
 __all__ = ["apply_corrections", "merge_corrections"]

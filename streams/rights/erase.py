@@ -13,10 +13,10 @@ import functools
 from collections import defaultdict
 from collections.abc import Sequence
 
+from streams.privacy.vault import Vault
 from streams.rights import messages
 from streams.rights.context import Context, Job, shared_decisions
 from streams.rights.store import Resolution
-from streams.vault import Vault
 
 __all__ = ["erase"]
 

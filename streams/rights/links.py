@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
-from streams.keys import KeyRing
-from streams.linkage_keys import FUZZY_KINDS, linkage_tokens
-from streams.vault import delete_subjects
+from streams.linkage.tokens import FUZZY_KINDS, linkage_tokens
+from streams.privacy.keys import KeyRing
+from streams.privacy.vault import delete_subjects
 
 __all__ = ["LinkIndex", "LinkRow", "exact_tokens", "subject_tokens", "subjects_of"]
 

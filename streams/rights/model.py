@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from streams.errors import SharingBusError
-from streams.identifiers import SUBJECT_FIELDS
+from streams.privacy.identifiers import SUBJECT_FIELDS
 
 __all__ = [
     "HEADER_CORRECTS",

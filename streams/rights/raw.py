@@ -13,10 +13,10 @@ from typing import Any
 from confluent_kafka import KafkaError, TopicPartition
 
 from streams import topics
-from streams.catalogue import Catalogue
-from streams.reader import eof_consumer
+from streams.avro.catalogue import Catalogue
+from streams.avro.serde import SchemaCache, SerdeError, decode
+from streams.kafka.reader import eof_consumer
 from streams.rights.model import RequestRefused
-from streams.serde import SchemaCache, SerdeError, decode
 
 __all__ = ["RawReader", "split_chain"]
 

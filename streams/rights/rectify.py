@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.enforcement import released_tokens
+from streams.enforce.engine import released_tokens
 from streams.rights import messages
 from streams.rights.context import Context, Job, shared_decisions
 from streams.rights.corrections import apply_corrections, merge_corrections

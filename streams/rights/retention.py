@@ -1,7 +1,7 @@
 """Retention per agreement (DPO control 10): what the bus itself keeps about shared events expires.
 
 Shared topics expire by themselves (`retention.ms` from each plan's `retention_days`, see
-`streams.topology`). What the bus keeps besides — the views' contributions (Faust tables and the
+`streams.kafka.topology`). What the bus keeps besides — the views' contributions (Faust tables and the
 PostgreSQL sink), the vault's identifiers and links — is purged here, by an operator-scheduled
 `sharebus retention purge` (cron, a Kubernetes CronJob), not a timer in every worker: the purge is
 global, and one scheduled run needs no leader election.
@@ -29,12 +29,12 @@ from typing import Any
 import psycopg
 
 from streams.agreements import Agreement, AgreementSet
-from streams.area_counts import iso_week
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.deadletter import Output
+from streams.privacy.vault import delete_subjects
 from streams.rights import messages
 from streams.rights.links import LinkIndex
-from streams.vault import delete_subjects
+from streams.views.area_counts import iso_week
 
 __all__ = ["PurgeReport", "purge", "retention_days"]
 

@@ -34,7 +34,7 @@ AuditFn = Callable[..., None]
 
 
 class SubjectRightsService:
-    """Implements `streams.enforcement.SubjectRights`; build it with `streams.rights.build_rights`."""
+    """Implements `streams.enforce.engine.SubjectRights`; build it with `streams.rights.build_rights`."""
 
     request_event_type = REQUEST_EVENT_TYPE
 

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 
 from agents.audit_sink import reload_from_topic
-from streams.audit import (
+from streams.enforce.audit import (
     AuditChain,
     audit_partition,
     canonical,
@@ -22,7 +22,7 @@ from streams.audit import (
     recover_chains,
     verify,
 )
-from streams.audit_store import AuditStore
+from streams.enforce.audit_store import AuditStore
 from streams.errors import BrokerError, ConfigurationError
 from streams.settings import Settings
 
@@ -65,7 +65,7 @@ def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
     env.update(settings.to_env())
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", "audit", *args],
+        [sys.executable, "-m", "sharebus.main", "audit", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -17,13 +17,13 @@ from confluent_kafka import Producer
 
 from agents.audit_sink import AuditSink
 from streams import topics
-from streams.admin import TopicSpec, ensure_topics
-from streams.audit import AuditChain, record_hash
-from streams.audit_store import AuditStore, AuditStoreError, AuditStoreUnavailable
-from streams.broker import free_port
 from streams.deadletter import RawRecord, header
+from streams.enforce.audit import AuditChain, record_hash
+from streams.enforce.audit_store import AuditStore, AuditStoreError, AuditStoreUnavailable
 from streams.errors import ValidationError
-from streams.reader import read_to_end
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.broker import free_port
+from streams.kafka.reader import read_to_end
 from streams.settings import Settings
 
 
@@ -194,7 +194,7 @@ def test_cli_event_and_subject_answer_from_postgres(store: AuditStore, pg_dsn: s
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "streams.cli.main", "audit", *args],
+            [sys.executable, "-m", "sharebus.main", "audit", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -211,7 +211,7 @@ def test_cli_event_and_subject_answer_from_postgres(store: AuditStore, pg_dsn: s
         (event_id, "vru_analysts")
     ]
     down = subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", "audit", "event", event_id],
+        [sys.executable, "-m", "sharebus.main", "audit", "event", event_id],
         env={**env, "SHARINGBUS_POSTGRES_DSN": "postgresql://127.0.0.1:1/nowhere"},
         capture_output=True,
         text=True,

@@ -21,8 +21,8 @@ from aiohttp import web
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from agents.web import TIER_HEADER, MemoryViewsReader, make_app
-from streams.factors import load_factors
 from streams.settings import ROOT
+from streams.views.factors import load_factors
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

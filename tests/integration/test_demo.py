@@ -24,7 +24,7 @@ def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "streams.cli.main",
+            "sharebus.main",
             "demo",
             "--duration",
             "30",  # the worker shares its first events ~15 s after the demo starts (10 s consumer sessions)

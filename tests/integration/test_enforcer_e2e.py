@@ -28,14 +28,14 @@ from fastavro import schemaless_writer
 
 from streams import topics
 from streams.agreements import compile_plans, load_agreements
-from streams.catalogue import load_catalogue
-from streams.keys import KeyRing
-from streams.publisher import Publisher
-from streams.reader import read_to_end
-from streams.registry_client import RegistrySchemas, registry_client
-from streams.serde import SchemaCache, decode
+from streams.avro.catalogue import load_catalogue
+from streams.avro.serde import SchemaCache, decode
+from streams.kafka.reader import read_to_end
+from streams.privacy.keys import KeyRing
+from streams.publish.publisher import Publisher
+from streams.publish.simulate import Simulation
+from streams.registry.client import RegistrySchemas, registry_client
 from streams.settings import ROOT, Settings
-from streams.simulate import Simulation
 from tests.support.stack import reader_config
 from tests.workers import WorkerProcess, discard, start_worker
 
@@ -265,7 +265,7 @@ def test_audit_reaches_postgresql_and_the_chain_verifies(stack: tuple[Settings, 
     _wait_decided(settings, ids)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")} | settings.to_env()
     verify = subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", "audit", "verify"],
+        [sys.executable, "-m", "sharebus.main", "audit", "verify"],
         env=env,
         capture_output=True,
         text=True,

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.offsets import end_offsets
-from streams.reader import read_to_end
+from streams.kafka.offsets import end_offsets
+from streams.kafka.reader import read_to_end
 from streams.settings import Settings
 
 

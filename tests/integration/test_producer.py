@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from streams.deadletter import Output
-from streams.producer import DeliveringProducer
-from streams.reader import read_to_end
+from streams.kafka.producer import DeliveringProducer
+from streams.kafka.reader import read_to_end
 from streams.settings import Settings
 
 

@@ -23,14 +23,14 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel
 
 from streams import topics
-from streams.catalogue import load_catalogue
+from streams.avro.catalogue import load_catalogue
+from streams.avro.serde import SchemaCache, decode
 from streams.errors import ConfigurationError, ValidationError
-from streams.extracts import rejections_path
-from streams.publisher import DeliveryError, EventInvalid, Publisher, ensure_raw_topics
-from streams.reader import read_to_end
-from streams.serde import SchemaCache, decode
+from streams.kafka.reader import read_to_end
+from streams.publish.extracts import rejections_path
+from streams.publish.publisher import DeliveryError, EventInvalid, Publisher, ensure_raw_topics
+from streams.publish.simulate import Simulation, run
 from streams.settings import ROOT, Settings
-from streams.simulate import Simulation, run
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 EXAMPLES = ROOT / "examples" / "extracts"
@@ -65,7 +65,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         SHARINGBUS_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
         SHARINGBUS_SCHEMA_REGISTRY_URL=settings.schema_registry_url,
     )
-    cmd = [sys.executable, "-c", "from streams.cli.main import main; main()", *args]
+    cmd = [sys.executable, "-c", "from sharebus.main import main; main()", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -27,9 +27,9 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from streams.admin import TopicSpec, ensure_topics
-from streams.broker import EmbeddedBroker
-from streams.reader import read_to_end
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.reader import read_to_end
 from streams.registry import EmbeddedRegistry
 from streams.settings import Settings
 

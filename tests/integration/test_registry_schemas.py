@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import REGISTRY
 
-from streams.catalogue import load_catalogue
-from streams.registry_client import RegistrySchemas, registry_client
+from streams.avro.catalogue import load_catalogue
+from streams.registry.client import RegistrySchemas, registry_client
 from streams.settings import Settings
 
 UNKNOWN_ID = 987_654_321

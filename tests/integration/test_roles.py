@@ -19,11 +19,11 @@ import psycopg
 import pytest
 
 from streams import topics
-from streams.catalogue import load_catalogue
-from streams.publisher import Publisher
-from streams.reader import read_to_end
+from streams.avro.catalogue import load_catalogue
+from streams.kafka.reader import read_to_end
+from streams.publish.publisher import Publisher
+from streams.publish.simulate import Simulation
 from streams.settings import Settings
-from streams.simulate import Simulation
 from tests.support.stack import reader_config
 from tests.workers import WorkerProcess, discard, start_worker
 

@@ -2,7 +2,7 @@
 mid-stream, and together do exactly what one worker would.
 
 Everything is compared with a reference computed in this process from the same inputs:
-- enforcement: a single `streams.enforcement.Enforcer`, built as the worker builds it (same catalogue,
+- enforcement: a single `streams.enforce.engine.Enforcer`, built as the worker builds it (same catalogue,
   agreements, key ring and registry), run over every raw partition in offset order. Each shared
   topic must hold exactly its outputs (byte for byte, key included; a copy replayed after the
   rebalance must be identical), the audit topic exactly its decisions (a replayed decision may only
@@ -11,7 +11,7 @@ Everything is compared with a reference computed in this process from the same i
 - linkage: `agents.linker.LinkerStage` over `link.identifiers` in its (single-partition) order must
   give exactly the facts and merges on `link.person`.
 - views: profiles and area counts from those `link.person` records with the library functions
-  (`streams.profiles`, `streams.area_counts`, `agents.views_state.publish_week`), order-free: a
+  (`streams.views.profiles`, `streams.views.area_counts`, `streams.views.state.publish_week`), order-free: a
   merged token's facts end up on the token it merged into. Both workers must answer every person
   token ever named on `link.person` (200 with exactly the reference profile, or 404 for a token
   merged away or without factors), every week's area table, and agree with each other; the
@@ -41,25 +41,25 @@ import pytest
 
 from agents.linker import LinkerStage
 from agents.views import SERVED_BY_HEADER
-from agents.views_state import publish_week
 from streams import topics
-from streams.admin import partition_counts
 from streams.agreements import PlanWatcher
-from streams.area_counts import AreaCounts
-from streams.audit import AuditChain, audit_partition
-from streams.catalogue import load_catalogue
+from streams.avro.catalogue import load_catalogue
 from streams.deadletter import Output, RawRecord
-from streams.enforcement import Enforcer
-from streams.factors import load_factors
-from streams.keys import KeyRing
-from streams.link_facts import make_link_facts
-from streams.linkage import Linker
-from streams.profiles import Profile, apply_fact, parse_time, rescore
-from streams.registry_client import RegistrySchemas, registry_client
+from streams.enforce.audit import AuditChain, audit_partition
+from streams.enforce.engine import Enforcer
+from streams.enforce.link_facts import make_link_facts
+from streams.kafka.admin import partition_counts
+from streams.linkage.linker import Linker
+from streams.privacy.keys import KeyRing
+from streams.publish.simulate import Simulation
+from streams.publish.simulate.people import make_pnc_id, make_upn
+from streams.registry.client import RegistrySchemas, registry_client
 from streams.settings import Settings
-from streams.simulate import Simulation
-from streams.simulate.people import make_pnc_id, make_upn
-from streams.views_sink import area_rows
+from streams.views.area_counts import AreaCounts
+from streams.views.factors import load_factors
+from streams.views.profiles import Profile, apply_fact, parse_time, rescore
+from streams.views.sink import area_rows
+from streams.views.state import publish_week
 from tests.support.stack import (
     Published,
     Publishers,

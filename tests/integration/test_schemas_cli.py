@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from streams.cli.main import app
+from sharebus.main import app
 from streams.settings import ROOT, Settings
 
 Edit = Callable[[dict[str, Any]], None]

@@ -36,21 +36,21 @@ import pytest
 
 from streams import topics
 from streams.agreements import compile_plans, load_agreements
-from streams.audit_store import AuditStore
-from streams.catalogue import load_catalogue
-from streams.identifiers import upn_check_letter
-from streams.keys import KeyRing
-from streams.producer import DeliveringProducer
-from streams.publisher import Publisher
-from streams.reader import read_to_end
-from streams.registry_client import registry_client
+from streams.avro.catalogue import load_catalogue
+from streams.avro.serde import SchemaCache, decode
+from streams.enforce.audit_store import AuditStore
+from streams.kafka.producer import DeliveringProducer
+from streams.kafka.reader import read_to_end
+from streams.privacy.identifiers import upn_check_letter
+from streams.privacy.keys import KeyRing
+from streams.privacy.vault import Vault
+from streams.publish.publisher import Publisher
+from streams.registry.client import registry_client
 from streams.rights.corrections import apply_corrections
 from streams.rights.model import HEADER_CORRECTS, HEADER_REQUEST_ID, HEADER_RETRACTS
 from streams.rights.resolve import NOT_OWNER
 from streams.rights.retention import purge
-from streams.serde import SchemaCache, decode
 from streams.settings import ROOT, Settings
-from streams.vault import Vault
 from tests.support.stack import reader_config
 from tests.workers import WorkerProcess, discard, start_worker
 
@@ -290,7 +290,7 @@ def sink_factors(settings: Settings, token: str) -> dict[str, int]:
 def sharebus(settings: Settings, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")} | settings.to_env()
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", *args],
+        [sys.executable, "-m", "sharebus.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 from confluent_kafka import Producer
 
-from streams.admin import TopicSpec, ensure_topics
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 
 APP = Path(__file__).with_name("table_app.py")

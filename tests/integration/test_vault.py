@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from streams.vault import MIN_JUSTIFICATION, ReidentificationRefused, Vault
+from streams.privacy.vault import MIN_JUSTIFICATION, ReidentificationRefused, Vault
 
 WHY = "Safeguarding referral 2026/0142: confirm identity before strategy meeting"
 
@@ -123,7 +123,7 @@ def test_cli_prints_own_identifiers_and_refuses_without_justification(
 ) -> None:
     from typer.testing import CliRunner
 
-    from streams.cli.main import app
+    from sharebus.main import app
 
     base = ["reidentify", "--token", person["new"], "--requester", "tvp:dpo", "--dsn", pg_dsn]
     ok = CliRunner().invoke(app, [*base, "--justification", WHY])

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from streams.vault import Vault
+from streams.privacy.vault import Vault
 from tests.support.stack import create_database, drop_database, query
 
 WHY = "Safeguarding referral 2026/0142: confirm identity before strategy meeting"

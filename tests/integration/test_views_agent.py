@@ -24,16 +24,16 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from agents.views import SERVED_BY_HEADER, token_partition
-from agents.views_state import publish_week, row_key
 from streams import topics
-from streams.admin import partition_counts
 from streams.deadletter import header
-from streams.factors import load_factors
-from streams.keys import KeyRing
-from streams.reader import read_to_end
+from streams.kafka.admin import partition_counts
+from streams.kafka.reader import read_to_end
+from streams.kafka.topology import VIEWS_PROFILE_MOVES
+from streams.privacy.keys import KeyRing
 from streams.settings import Settings
-from streams.topology import VIEWS_PROFILE_MOVES
-from streams.views_sink import area_rows
+from streams.views.factors import load_factors
+from streams.views.sink import area_rows
+from streams.views.state import publish_week, row_key
 from tests.support.stack import reader_config
 from tests.workers import WorkerProcess, discard, start_worker
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from streams.area_counts import AreaCounts
-from streams.profiles import Profile, apply_fact, rescore, retract
-from streams.views_sink import MARGIN, ViewsSink
+from streams.views.area_counts import AreaCounts
+from streams.views.profiles import Profile, apply_fact, rescore, retract
+from streams.views.sink import MARGIN, ViewsSink
 
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
 WEIGHTS = {"weapon_carrying": 3.0, "school_exclusion": 2.0}

@@ -25,11 +25,11 @@ import pytest
 
 from streams import deadletter as dl
 from streams import topics
-from streams.publisher import prepare_event
-from streams.registry_client import RegistrySchemas, registry_client
-from streams.serde import encode
+from streams.avro.serde import encode
+from streams.publish.publisher import prepare_event
+from streams.publish.simulate import Simulation
+from streams.registry.client import RegistrySchemas, registry_client
 from streams.settings import ROOT
-from streams.simulate import Simulation
 from tests.support.stack import (
     Stack,
     audit_records,

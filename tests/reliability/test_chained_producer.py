@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.broker import free_port
 from streams.deadletter import Output
 from streams.errors import BrokerError
-from streams.producer import CHAINED_PRODUCER, DeliveringProducer
-from streams.reader import read_to_end
+from streams.kafka.broker import free_port
+from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
+from streams.kafka.reader import read_to_end
 from tests.support.proxy import TcpProxy
 from tests.support.stack import Tansu
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.simulate import Simulation
+from streams.publish.simulate import Simulation
 from tests.reliability.conftest import Sizes, current_sizes
 from tests.support.stack import (
     Feeder,

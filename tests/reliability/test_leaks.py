@@ -4,7 +4,7 @@ A simulated population publishes through the worker (with 5% bad check digits an
 location descriptions that name people). Everything partners sent that identifies someone (the
 truth file's identifiers, names, dates of birth, postcodes and every published variant of them,
 plus every free-text value and exact coordinate of the published events) becomes a `Secrets` set,
-and `streams.leakscan` looks for it, by meaning rather than bytes (an NHS number with spaces, a date
+and `streams.privacy.leakscan` looks for it, by meaning rather than bytes (an NHS number with spaces, a date
 of birth as "14 March 2008", a postcode without its space, a name in capitals all count), in:
 - every `shared.*` and `views.*` topic (Avro decoded with the registry), keys and headers included;
 - the bus-internal `audit.*` and `link.*` topics, which feed subject access and the views;
@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.admin import TopicSpec, ensure_topics
-from streams.leakscan import Leak, LeakScanner, ScanReport, Secrets, scan_topics
-from streams.registry_client import registry_client
-from streams.simulate import Simulation
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.privacy.leakscan import Leak, LeakScanner, ScanReport, Secrets, scan_topics
+from streams.publish.simulate import Simulation
+from streams.registry.client import registry_client
 from tests.reliability.conftest import Sizes
 from tests.support.stack import (
     Stack,

@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from streams.leakscan import LeakScanner, Secrets, mask
+from streams.privacy.leakscan import LeakScanner, Secrets, mask
 
 PERSON = {
     "nhs_number": "9991234567",

@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.broker import free_port
-from streams.simulate import Simulation
+from streams.kafka.broker import free_port
+from streams.publish.simulate import Simulation
 from tests.reliability.conftest import Sizes
 from tests.support.proxy import TcpProxy, owned_by
 from tests.support.stack import (

@@ -35,13 +35,13 @@ from hypothesis import strategies as st
 
 from streams import deadletter as dl
 from streams import topics
-from streams.catalogue import Catalogue
-from streams.identifiers import nhs_check_digit
-from streams.publisher import prepare_event
-from streams.registry_client import RegistrySchemas, registry_client
-from streams.serde import encode
+from streams.avro.catalogue import Catalogue
+from streams.avro.serde import encode
+from streams.privacy.identifiers import nhs_check_digit
+from streams.publish.publisher import prepare_event
+from streams.publish.simulate import Simulation
+from streams.registry.client import RegistrySchemas, registry_client
 from streams.settings import Settings
-from streams.simulate import Simulation
 from tests.reliability.conftest import Sizes
 from tests.support.stack import (
     Stack,

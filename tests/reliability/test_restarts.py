@@ -24,13 +24,13 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from streams import topics
-from streams.admin import TopicSpec, ensure_topics, partition_counts
-from streams.broker import free_port
-from streams.publisher import prepare_event
+from streams.avro.serde import encode
+from streams.kafka.admin import TopicSpec, ensure_topics, partition_counts
+from streams.kafka.broker import free_port
+from streams.publish.publisher import prepare_event
+from streams.publish.simulate import Simulation
 from streams.registry import EmbeddedRegistry
-from streams.registry_client import RegistrySchemas, registry_client
-from streams.serde import encode
-from streams.simulate import Simulation
+from streams.registry.client import RegistrySchemas, registry_client
 from tests.support.stack import (
     Stack,
     Tansu,

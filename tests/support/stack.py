@@ -37,20 +37,20 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import topics
-from streams.admin import ensure_topics
 from streams.agreements import PlanSet, compile_plans, load_agreements
-from streams.audit import READER_CONFIG
-from streams.broker import EmbeddedBroker, free_port
-from streams.catalogue import Catalogue, load_catalogue
+from streams.avro.catalogue import Catalogue, load_catalogue
+from streams.avro.serde import SchemaCache, SerdeError, decode
+from streams.enforce.audit import READER_CONFIG
 from streams.errors import BrokerError
-from streams.keys import KeyRing
-from streams.publisher import Publisher
-from streams.reader import read_to_end
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.reader import read_to_end
+from streams.kafka.topology import bus_topics
+from streams.privacy.keys import KeyRing
+from streams.publish.publisher import Publisher
 from streams.registry import EmbeddedRegistry
-from streams.registry_client import registry_client
-from streams.serde import SchemaCache, SerdeError, decode
+from streams.registry.client import registry_client
 from streams.settings import ROOT, Settings
-from streams.topology import bus_topics
 from tests.workers import WorkerProcess, discard, start_worker
 
 PG_ADMIN_DSN = os.environ.get("SHARINGBUS_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -473,7 +473,7 @@ def sharebus(settings: Settings, *args: str, timeout: float = 180.0) -> subproce
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
     env.update(settings.to_env())
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", *args],
+        [sys.executable, "-m", "sharebus.main", *args],
         env=env,
         capture_output=True,
         text=True,

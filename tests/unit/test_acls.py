@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from streams import acls
-from streams.acls import ENFORCER_PRINCIPAL, OPS_PRINCIPAL, AclEntry, RecipientAccess, acl_plan
-from streams.cli import acls as cli_acls
+from sharebus import acls as cli_acls
 from streams.errors import ConfigurationError
+from streams.kafka import acls
+from streams.kafka.acls import ENFORCER_PRINCIPAL, OPS_PRINCIPAL, AclEntry, RecipientAccess, acl_plan
 
 PARTNERS = ["thames_valley_police", "reading_schools"]
 RECIPIENTS: list[RecipientAccess | tuple[str, str]] = [
@@ -130,11 +130,11 @@ def test_read_recipients(tmp_path: Path) -> None:
 def test_cli_prints_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI wires catalogue partners and recipients.yaml into the plan (catalogue stubbed)."""
     (tmp_path / "recipients.yaml").write_text("recipients:\n  - {id: vru_analysts, name: VRU, tier: area}\n")
-    fake = types.ModuleType("streams.catalogue")
+    fake = types.ModuleType("streams.avro.catalogue")
     fake.load_catalogue = lambda schemas_dir=None: types.SimpleNamespace(  # type: ignore[attr-defined]
         partners={"thames_valley_police": object()}
     )
-    monkeypatch.setitem(sys.modules, "streams.catalogue", fake)
+    monkeypatch.setitem(sys.modules, "streams.avro.catalogue", fake)
     monkeypatch.setenv("SHARINGBUS_AGREEMENTS_DIR", str(tmp_path))
     app = typer.Typer()
     cli_acls.register(app)

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.area_counts import UNKNOWN_AREA, AreaCounts, cells_of, iso_week
+from streams.views.area_counts import UNKNOWN_AREA, AreaCounts, cells_of, iso_week
 
 
 def _fact(

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from agents.audit_sink import AuditSink
-from streams import audit
-from streams.audit import (
+from streams.deadletter import RawRecord, header
+from streams.enforce import audit
+from streams.enforce.audit import (
     GENESIS,
     AuditChain,
     ChainVerifier,
@@ -22,8 +23,7 @@ from streams.audit import (
     chain_id,
     record_hash,
 )
-from streams.audit_store import check_decision
-from streams.deadletter import RawRecord, header
+from streams.enforce.audit_store import check_decision
 from streams.errors import ValidationError
 
 CHAIN = chain_id("raw.thames_valley_police.police.crime_recorded", 3)
@@ -331,7 +331,7 @@ def test_canonical_form_is_the_json_module_s_sorted_compact_form() -> None:
     """The ledger's hashes must be reproducible with nothing but the standard library."""
     import json
 
-    from streams.audit import canonical
+    from streams.enforce.audit import canonical
 
     record = {
         "event_id": "5d0c6e7e-0000-4000-8000-000000000001",

@@ -12,7 +12,7 @@ import pytest
 from fastavro.schema import load_schema
 
 from streams import topics
-from streams.catalogue import BUS_SECTOR, SECTORS, load_catalogue
+from streams.avro.catalogue import BUS_SECTOR, SECTORS, load_catalogue
 from streams.errors import ConfigurationError
 from streams.settings import ROOT
 

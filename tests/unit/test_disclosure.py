@@ -1,7 +1,7 @@
 """Suppression: small values never published, and no suppressed value recoverable from the margins.
 
 The attacker is an exact rational simplex written here (independent of the cycle audit inside
-`streams.disclosure`): for each suppressed entry it minimises and maximises its value subject to
+`streams.privacy.disclosure`): for each suppressed entry it minimises and maximises its value subject to
 every published value, every row/column sum and "each suppressed value is >= 1" (zeros are always
 published, so an attacker knows that). The constraint matrix is totally unimodular, so LP bounds are
 the integer bounds: min == max means the value is pinned down.
@@ -14,7 +14,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.disclosure import SuppressedTable, suppress
+from streams.privacy.disclosure import SuppressedTable, suppress
 
 
 def _lp_max(a: list[list[int]], b: list[int], c: list[int]) -> Fraction | None:

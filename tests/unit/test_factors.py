@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.catalogue import Catalogue, load_catalogue
+from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.errors import ConfigurationError
-from streams.factors import Fact, FactorExtractor, load_factors
 from streams.settings import ROOT
+from streams.views.factors import Fact, FactorExtractor, load_factors
 
 FACTORS = ROOT / "factors.yaml"
 

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from streams.errors import ValidationError
-from streams.identifiers import (
+from streams.privacy.identifiers import (
     NORMALISERS,
     InvalidIdentifier,
     nhs_check_digit,

@@ -15,9 +15,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from streams.cli.keys import register
+from sharebus.keys import register
 from streams.errors import ConfigurationError
-from streams.keys import KeyRing, pseudonym
+from streams.privacy.keys import KeyRing, pseudonym
 
 K1 = bytes(range(32))
 K2 = bytes(range(100, 132))
@@ -26,7 +26,7 @@ K2_B64 = base64.b64encode(K2).decode()
 
 
 def expected(key: bytes, kid: str, domain: str, kind: str, value: str) -> str:
-    """The token spelled out from the contract, independently of streams.keys."""
+    """The token spelled out from the contract, independently of streams.privacy.keys."""
     mac = hmac.new(key, f"{domain}\x1f{kind}\x1f{value}".encode(), hashlib.sha256).digest()
     return f"{kid}." + base64.b32encode(mac).decode()[:26].lower()
 

@@ -6,7 +6,7 @@ import json
 import random
 from typing import Any
 
-from streams.linkage import Linker, Merge, person_token
+from streams.linkage.linker import Linker, Merge, person_token
 
 
 def rec(partner: str = "police", **tokens: str) -> dict[str, Any]:

@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from streams.identifiers import nhs_check_digit, pnc_check_char, upn_check_letter
-from streams.keys import KeyRing
-from streams.linkage_keys import linkage_tokens
+from streams.linkage.tokens import linkage_tokens
+from streams.privacy.identifiers import nhs_check_digit, pnc_check_char, upn_check_letter
+from streams.privacy.keys import KeyRing
 
 
 def _nhs() -> str:

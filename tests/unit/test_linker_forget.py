@@ -6,7 +6,7 @@ import json
 
 from agents.linker import LinkerStage
 from streams.deadletter import Output, RawRecord
-from streams.linkage import Linker
+from streams.linkage.linker import Linker
 
 
 def _record(offset: int, doc: dict[str, object]) -> RawRecord:

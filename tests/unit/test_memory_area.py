@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.views_state import TableAreaCounts
-from streams.area_counts import AreaCounts
-from streams.profiles import event_key
+from streams.views.area_counts import AreaCounts
+from streams.views.profiles import event_key
+from streams.views.state import TableAreaCounts
 
 
 def _fact(n: int, factors: list[str], district: str = "RG1", week: int = 11) -> dict[str, Any]:

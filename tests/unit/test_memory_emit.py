@@ -9,11 +9,11 @@ from typing import Any
 
 from agents.views_emit import Emitter
 from agents.views_reader import LiveViews
-from agents.views_state import TableAreaCounts, ViewsTopics
 from streams.deadletter import Output
-from streams.factors import load_factors
-from streams.profiles import Profile, apply_fact, rescore
 from streams.settings import ROOT
+from streams.views.factors import load_factors
+from streams.views.profiles import Profile, apply_fact, rescore
+from streams.views.state import TableAreaCounts, ViewsTopics
 
 NAMES = ViewsTopics()
 NOW = datetime(2026, 3, 15, tzinfo=UTC)

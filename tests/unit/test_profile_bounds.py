@@ -16,9 +16,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.views_state import MemoryStore, ProfileResult, ProfileStage, ViewsTopics
 from streams.deadletter import RawRecord
-from streams.profiles import MAX_CONTRIBUTIONS, Profile, apply_fact, event_key, merge, retract
+from streams.views.profiles import MAX_CONTRIBUTIONS, Profile, apply_fact, event_key, merge, retract
+from streams.views.state import MemoryStore, ProfileResult, ProfileStage, ViewsTopics
 
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
 NAMES = ViewsTopics()
@@ -259,8 +259,8 @@ def test_the_published_profile_record_carries_truncated_at() -> None:
 
     from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-    from agents.views_avro import _load, profile_record
     from streams import topics
+    from streams.views.avro import _load, profile_record
 
     parsed = parse_schema(_load(topics.VIEWS_PERSON_PROFILE))
     p = Profile("p.a")

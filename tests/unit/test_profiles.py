@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.profiles import Profile, apply_fact, merge, rescore, retract, score
+from streams.views.profiles import Profile, apply_fact, merge, rescore, retract, score
 
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
 WEIGHTS = {"weapon_carrying": 3.0, "school_exclusion": 2.0, "programme_engagement": -1.5}

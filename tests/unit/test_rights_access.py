@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.agreements import load_agreements
-from streams.catalogue import load_catalogue
-from streams.identifiers import upn_check_letter
-from streams.keys import KeyRing
+from streams.avro.catalogue import load_catalogue
+from streams.privacy.identifiers import upn_check_letter
+from streams.privacy.keys import KeyRing
 from streams.rights.access import OTHER_CONTROLLER, build_report, render_html
 from streams.rights.links import LinkRow, subject_tokens
 from streams.settings import ROOT

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams.catalogue import Catalogue, load_catalogue
+from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.rights.corrections import apply_corrections, merge_corrections
 from streams.rights.model import RequestRefused
 
@@ -22,7 +22,7 @@ def catalogue() -> Catalogue:
 
 
 def _exclusion(catalogue: Catalogue) -> dict[str, Any]:
-    from streams.publisher import prepare_event
+    from streams.publish.publisher import prepare_event
 
     return prepare_event(
         catalogue,

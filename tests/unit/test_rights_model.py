@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from streams.catalogue import load_catalogue
-from streams.publisher import prepare_event
+from streams.avro.catalogue import load_catalogue
+from streams.publish.publisher import prepare_event
 from streams.rights.model import (
     REQUEST_EVENT_TYPE,
     RequestRefused,

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from streams.agreements import PlanSet, compile_plans, load_agreements
-from streams.catalogue import load_catalogue
-from streams.keys import KeyRing
+from streams.avro.catalogue import load_catalogue
+from streams.privacy.keys import KeyRing
 from streams.rights.rectify import extra_fields, find_plan
 from streams.settings import ROOT
 

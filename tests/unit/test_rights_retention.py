@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.agreements import load_agreements
-from streams.catalogue import load_catalogue
+from streams.avro.catalogue import load_catalogue
 from streams.rights.retention import retention_days
 from streams.settings import ROOT
 

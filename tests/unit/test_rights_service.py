@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from streams import topics
-from streams.catalogue import load_catalogue
+from streams.avro.catalogue import load_catalogue
 from streams.deadletter import Output
-from streams.identifiers import upn_check_letter
-from streams.keys import KeyRing
+from streams.privacy.identifiers import upn_check_letter
+from streams.privacy.keys import KeyRing
 from streams.rights.context import Context
 from streams.rights.links import LinkRow, subject_tokens
 from streams.rights.model import HEADER_RETRACTS

@@ -21,7 +21,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from streams.errors import ConfigurationError
-from streams.security import check_security, faust_credentials
+from streams.kafka.security import check_security, faust_credentials
 from streams.settings import Settings
 
 KEY_PASSWORD = "key-secret"

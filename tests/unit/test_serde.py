@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastavro import parse_schema
 
-from streams.catalogue import load_catalogue
-from streams.publisher import prepare_event
-from streams.serde import SchemaCache, SerdeError, decode, decode_header, encode
+from streams.avro.catalogue import load_catalogue
+from streams.avro.serde import SchemaCache, SerdeError, decode, decode_header, encode
+from streams.publish.publisher import prepare_event
 from streams.settings import ROOT
 
 

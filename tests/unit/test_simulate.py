@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from streams.areas import AreaLookup
-from streams.catalogue import load_catalogue
-from streams.cli.main import app
-from streams.extracts import ExtractReader
-from streams.identifiers import InvalidIdentifier, normalise_nhs, normalise_pnc, normalise_upn
-from streams.publisher import prepare_event
+from sharebus.main import app
+from streams.avro.catalogue import load_catalogue
+from streams.privacy.areas import AreaLookup
+from streams.privacy.identifiers import InvalidIdentifier, normalise_nhs, normalise_pnc, normalise_upn
+from streams.publish.extracts import ExtractReader
+from streams.publish.publisher import prepare_event
+from streams.publish.simulate import AREAS_CSV, Simulation, write_extracts
 from streams.settings import ROOT
-from streams.simulate import AREAS_CSV, Simulation, write_extracts
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 CATALOGUE = load_catalogue(ROOT / "schemas")

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.views_avro import SCHEMA_DIR
-from agents.views_state import (
+from streams.avro.catalogue import load_catalogue
+from streams.deadletter import Output, RawRecord, header
+from streams.views.area_counts import AreaCounts
+from streams.views.avro import SCHEMA_DIR
+from streams.views.profiles import Profile
+from streams.views.state import (
     AreaStage,
     MemoryStore,
     ProfileResult,
@@ -18,10 +22,6 @@ from agents.views_state import (
     publish_week,
     row_key,
 )
-from streams.area_counts import AreaCounts
-from streams.catalogue import load_catalogue
-from streams.deadletter import Output, RawRecord, header
-from streams.profiles import Profile
 
 NAMES = ViewsTopics()
 NOW = datetime(2026, 3, 20, tzinfo=UTC)

@@ -16,10 +16,10 @@ import yaml
 
 from streams.agreements import AgreementSet, PlanSet, compile_plans, load_agreements
 from streams.agreements.tree import Node, event_tree
-from streams.catalogue import Catalogue, load_catalogue
-from streams.identifiers import nhs_check_digit, pnc_check_char, upn_check_letter
-from streams.keys import KeyRing
-from streams.operators.base import avro_kind
+from streams.avro.catalogue import Catalogue, load_catalogue
+from streams.privacy.identifiers import nhs_check_digit, pnc_check_char, upn_check_letter
+from streams.privacy.keys import KeyRing
+from streams.privacy.operators.base import avro_kind
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "agreements"

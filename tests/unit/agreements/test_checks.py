@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from streams.agreements import check_agreements, load_agreements
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.errors import ConfigurationError
 
 from .conftest import EXAMPLES, TODAY, base_agreement, fields_of
@@ -297,7 +297,7 @@ def test_cli_check_prints_one_line_per_problem(
 ) -> None:
     import typer
 
-    from streams.cli.agreements import register
+    from sharebus.agreements import register
 
     doc = base_agreement()
     fields_of(doc)["subject.nhs_numbr"] = fields_of(doc).pop("subject.nhs_number")

@@ -11,9 +11,9 @@ import pytest
 
 from streams.agreements import Plan, PlanSet, compile_plans, load_agreements
 from streams.agreements.tree import event_tree, leaves
-from streams.catalogue import Catalogue
-from streams.identifiers import normalise_nhs, normalise_pnc
-from streams.keys import KeyRing, pseudonym
+from streams.avro.catalogue import Catalogue
+from streams.privacy.identifiers import normalise_nhs, normalise_pnc
+from streams.privacy.keys import KeyRing, pseudonym
 
 from .conftest import NHS, PNC, TODAY, base_agreement, fields_of
 

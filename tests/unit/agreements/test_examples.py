@@ -12,7 +12,7 @@ import pytest
 
 from streams import topics
 from streams.agreements import PlanSet, check_agreements
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 
 from .conftest import EXAMPLES, TODAY
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from streams.agreements import PlanSet, explain
 from streams.agreements.explain import coerce_event
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.errors import ConfigurationError, ValidationError
 
 from .conftest import EXAMPLES, NHS
@@ -103,7 +103,7 @@ def test_coerce_event_from_json(catalogue: Catalogue) -> None:
 
 
 def test_cli_explain_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.cli.agreements import register
+    from sharebus.agreements import register
 
     event = {
         "envelope": {

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from streams.agreements import PlanWatcher
-from streams.catalogue import Catalogue
+from streams.avro.catalogue import Catalogue
 from streams.errors import ConfigurationError
-from streams.keys import KeyRing
+from streams.privacy.keys import KeyRing
 from streams.settings import Settings
 
 from .conftest import base_agreement

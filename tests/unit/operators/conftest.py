@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from streams.areas import Area, AreaLookup
-from streams.keys import KeyRing
-from streams.operators import BindContext, Transform, get_operator, parse_params
+from streams.privacy.areas import Area, AreaLookup
+from streams.privacy.keys import KeyRing
+from streams.privacy.operators import BindContext, Transform, get_operator, parse_params
 
 from ._support import KEY
 

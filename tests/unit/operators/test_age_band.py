@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from streams.errors import ConfigurationError
-from streams.identifiers import InvalidIdentifier
-from streams.operators import Transform, get_operator, parse_params
-from streams.operators.age_band import band_labels
+from streams.privacy.identifiers import InvalidIdentifier
+from streams.privacy.operators import Transform, get_operator, parse_params
+from streams.privacy.operators.age_band import band_labels
 
 from ._support import event_at
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.areas import Area, AreaLookup
 from streams.errors import ConfigurationError, ValidationError
-from streams.identifiers import InvalidIdentifier
-from streams.operators import Transform, get_operator, parse_params
+from streams.privacy.areas import Area, AreaLookup
+from streams.privacy.identifiers import InvalidIdentifier
+from streams.privacy.operators import Transform, get_operator, parse_params
 
 RG1 = ("E01016300", "E01016301", "E01016302")
 

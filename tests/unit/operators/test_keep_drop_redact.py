@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streams.operators import Transform, get_operator, parse_params
+from streams.privacy.operators import Transform, get_operator, parse_params
 
 from ._support import event_at
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from streams.errors import ConfigurationError
-from streams.identifiers import InvalidIdentifier
-from streams.operators import Transform, get_operator, parse_params
+from streams.privacy.identifiers import InvalidIdentifier
+from streams.privacy.operators import Transform, get_operator, parse_params
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from datetime import date
 import pytest
 
 from streams.errors import ConfigurationError
-from streams.identifiers import InvalidIdentifier
-from streams.keys import KeyRing
-from streams.operators import Transform, get_operator, parse_params
+from streams.privacy.identifiers import InvalidIdentifier
+from streams.privacy.keys import KeyRing
+from streams.privacy.operators import Transform, get_operator, parse_params
 
 from ._support import KEY, event_at
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.errors import ConfigurationError
-from streams.operators import OPERATORS, Operator, OperatorParams, get_operator, parse_params
+from streams.privacy.operators import OPERATORS, Operator, OperatorParams, get_operator, parse_params
 
 ALL = {
     "keep",

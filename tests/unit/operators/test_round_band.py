@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from streams.errors import ConfigurationError
-from streams.operators import Transform, get_operator, parse_params
+from streams.privacy.operators import Transform, get_operator, parse_params
 
 
 @pytest.mark.parametrize(

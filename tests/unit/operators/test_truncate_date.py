@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from streams.errors import ConfigurationError, ValidationError
-from streams.operators import Transform, get_operator, parse_params
+from streams.privacy.operators import Transform, get_operator, parse_params
 
 TS = {"type": "long", "logicalType": "timestamp-millis"}
 DATE = {"type": "int", "logicalType": "date"}

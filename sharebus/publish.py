@@ -1,0 +1,74 @@
+"""`sharebus publish`: send a partner's CSV or JSON Lines extract, row by row, with a report.
+
+Prints `published: N, rejected: M` and writes `<file>.rejections.csv` (row, field, reason) beside
+the input; exits 1 when any row was rejected, so scripts notice.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from sharebus.common import fail
+from streams import topics
+from streams.avro.catalogue import load_catalogue
+from streams.errors import SharingBusError
+from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.publish.extracts import load_mapping, publish_extract
+from streams.publish.publisher import Publisher
+from streams.settings import get_settings
+
+
+def publish(
+    file: Path = typer.Argument(..., help="CSV or JSON Lines (.jsonl) extract", exists=True, dir_okay=False),
+    partner: str = typer.Option(..., "--partner", help="Publishing partner id (schemas/partners.yaml)"),
+    event_type: str = typer.Option(
+        ..., "--event-type", help="Event type of every row, e.g. education.exclusion"
+    ),
+    mapping: Path | None = typer.Option(None, "--mapping", help="YAML: source column -> dotted field path"),
+    registry: str | None = typer.Option(None, "--registry", help="Registry URL (default: settings)"),
+) -> None:
+    """Publish an extract; bad rows are reported, never fatal."""
+    settings = get_settings()
+    if registry:
+        settings = settings.model_copy(update={"schema_registry_url": registry})
+    try:
+        catalogue = load_catalogue(settings.schemas_dir)
+        if event_type not in catalogue.partner(partner).event_types:
+            fail(f"partner {partner} does not publish {event_type} (schemas/partners.yaml)")
+        columns = load_mapping(mapping) if mapping else None
+        ensure_topics(settings, [TopicSpec(topics.raw(partner, event_type))])
+        console = Console(stderr=True)
+        progress = Progress(
+            TextColumn(f"[bold]{file.name}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not sys.stderr.isatty(),
+            transient=True,
+        )
+        with progress, Publisher(settings, partner, catalogue) as publisher:
+            task = progress.add_task("publish", total=file.stat().st_size)
+            summary = publish_extract(
+                publisher,
+                event_type,
+                file,
+                columns,
+                on_progress=lambda done, _: progress.update(task, completed=done),
+            )
+    except SharingBusError as exc:
+        fail(str(exc))
+    typer.echo(f"published: {summary.published}, rejected: {summary.rejected}")
+    if summary.report is not None:
+        typer.echo(f"rejections: {summary.report}", err=True)
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish)

@@ -1,0 +1,83 @@
+"""`sharebus subject-access`: everything a controller shared about one person (UK GDPR Art 15).
+
+Answers from the audit ledger's PostgreSQL copy and the linker's records in the vault (see
+`streams.rights.access`); JSON for systems, HTML to send to the person.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sharebus.common import fail
+from streams.agreements import load_agreements
+from streams.avro.catalogue import load_catalogue
+from streams.enforce.audit_store import AuditStore
+from streams.errors import SharingBusError
+from streams.privacy.keys import KeyRing
+from streams.rights import linkage_key_id
+from streams.rights.access import build_report, render_html
+from streams.rights.links import LinkIndex
+from streams.rights.model import IDENTIFIER_KINDS, parse_assignments
+from streams.rights.store import RightsStore
+from streams.settings import get_settings
+
+
+def _keyring(path: Path) -> KeyRing:
+    """As the worker loads it: from SHARINGBUS_KEYS when set (a KMS injects it), else the file."""
+    return KeyRing.from_env() if os.environ.get("SHARINGBUS_KEYS") else KeyRing.load(path)
+
+
+def subject_access(
+    partner: str = typer.Option(..., "--partner", help="The controller the person asked"),
+    identifier: list[str] = typer.Option(
+        ...,
+        "--identifier",
+        help=f"KIND=VALUE as the controller holds it; KIND in {', '.join(IDENTIFIER_KINDS)}",
+    ),
+    fmt: str = typer.Option("json", "--format", help="json | html"),
+    out: Path | None = typer.Option(None, "--out", help="Write the report here (default: standard output)"),
+) -> None:
+    """Every sharing of the person's data by PARTNER: recipients, when, agreement and lawful basis,
+    fields and their form, requests applied; other controllers' records only counted."""
+    if fmt not in ("json", "html"):
+        fail("--format must be json or html")
+    settings = get_settings()
+    try:
+        identifiers = parse_assignments(identifier, "--identifier")
+        unknown = sorted(set(identifiers) - set(IDENTIFIER_KINDS))
+        if unknown:
+            fail(f"unknown identifier kind {unknown[0]!r} (known: {', '.join(IDENTIFIER_KINDS)})")
+        catalogue = load_catalogue(settings.schemas_dir)
+        catalogue.partner(partner)
+        keyring = _keyring(settings.keyring_path)
+        with AuditStore(settings.postgres_dsn) as ledger:
+            store = RightsStore(settings.postgres_dsn)
+            report: dict[str, Any] = build_report(
+                partner,
+                identifiers,
+                catalogue=catalogue,
+                agreements=load_agreements(settings.agreements_dir, catalogue),
+                keyring=keyring,
+                linkage_kid=linkage_key_id(settings, keyring),
+                links=LinkIndex(settings.postgres_dsn),
+                ledger=ledger,
+                store=store,
+            )
+            store.close()
+    except SharingBusError as exc:
+        fail(str(exc))
+    text = render_html(report) if fmt == "html" else json.dumps(report, indent=2, default=str)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"subject access report: {out} ({len(report['sharings'])} sharings)", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("subject-access")(subject_access)

@@ -1,0 +1,1 @@
+"""Avro: the Confluent wire-format codec, the schema catalogue and its tagged fields."""

@@ -1,0 +1,1 @@
+"""Kafka plumbing: producer, readers, offsets, admin, ACL plan, security, the embedded broker."""

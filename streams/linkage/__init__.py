@@ -1,0 +1,1 @@
+"""Record linkage inside the bus: keyed linkage tokens and the incremental clusterer over them."""

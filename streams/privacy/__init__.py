@@ -1,0 +1,1 @@
+"""Privacy: keys and keyed tokens, identifiers, operators, disclosure control, vault, leak scans."""

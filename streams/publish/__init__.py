@@ -1,0 +1,1 @@
+"""The partner side: the publisher SDK, CSV/JSONL extracts and the simulator."""
