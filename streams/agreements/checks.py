@@ -6,6 +6,7 @@ Each problem names the YAML key it is about (`event_types.police.crime_recorded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -13,12 +14,14 @@ from datetime import date
 from streams.agreements.conditions import check_conditions
 from streams.agreements.model import (
     LAWFUL_BASES,
+    PERSON_VIEW,
     PROCESSING_BASES,
     SPECIAL_CATEGORY_BASES,
     VIEWS,
     Agreement,
     Recipient,
     Tier,
+    ViewGrant,
 )
 from streams.agreements.selection import FieldRule, Selection, select_fields
 from streams.agreements.tree import Node, event_tree, leaves, walk
@@ -38,6 +41,7 @@ SENSITIVE_SECTORS = frozenset({"health", "social_care"})  # PCSC 2022 s.16(4)
 _GATEWAYS_BESIDES_S16 = frozenset({"cda_1998_s115", "cda_1998_s17a"})
 _TIER_RANK: dict[Tier, int] = {"aggregate": 0, "area": 1, "individual": 2}
 REVIEW_WARNING_DAYS = 30
+_FACTOR = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def check_agreement(
     _check_bases(agreement, out)
     _check_review(agreement, today, out)
     if recipient is not None:
-        _check_views(agreement, recipient, out)
+        _check_views(agreement, recipient, catalogue, out)
     needs_special: list[str] = []
     sensitive_person_data = False
     for et_name in agreement.event_types:
@@ -162,18 +166,28 @@ def _check_review(agreement: Agreement, today: date, out: list[Finding]) -> None
         out.append(Finding("review_date", f"review due in {days} days ({agreement.review_date})", "warning"))
 
 
-def _check_views(agreement: Agreement, recipient: Recipient, out: list[Finding]) -> None:
-    for i, view in enumerate(agreement.views):
+def _check_views(
+    agreement: Agreement, recipient: Recipient, catalogue: Catalogue, out: list[Finding]
+) -> None:
+    for view, grant in agreement.views.items():
         needed = VIEWS.get(view)
+        key = f"views.{view}"
         if needed is None:
-            out.append(Finding(f"views[{i}]", f"unknown view {view!r} (known: {', '.join(VIEWS)})"))
-        elif _TIER_RANK[recipient.tier] < _TIER_RANK[needed]:
+            out.append(Finding(key, f"unknown view {view!r} (known: {', '.join(VIEWS)})"))
+            continue
+        if _TIER_RANK[recipient.tier] < _TIER_RANK[needed]:
             out.append(
-                Finding(
-                    f"views[{i}]",
-                    f"{view} needs an {needed}-tier recipient; {recipient.id} is {recipient.tier}",
-                )
+                Finding(key, f"{view} needs an {needed}-tier recipient; {recipient.id} is {recipient.tier}")
             )
+        if view == PERSON_VIEW:
+            _check_person_view(agreement, grant, catalogue, out)
+        for et_name in grant.event_types:
+            if et_name not in agreement.event_types and view == PERSON_VIEW:
+                continue  # reported by _check_person_view
+            if not {o for o in agreement.owners if et_name in _published(catalogue, o)}:
+                out.append(
+                    Finding(f"{key}.event_types.{et_name}", f"no owner of this agreement publishes {et_name}")
+                )
     if recipient.tier == "aggregate" and agreement.event_types:
         out.append(
             Finding(
@@ -182,6 +196,48 @@ def _check_views(agreement: Agreement, recipient: Recipient, out: list[Finding])
         )
     if not agreement.event_types and not agreement.views:
         out.append(Finding("event_types", "the agreement shares nothing: give event_types or views"))
+
+
+def _check_person_view(
+    agreement: Agreement, grant: ViewGrant, catalogue: Catalogue, out: list[Finding]
+) -> None:
+    """Combination is disclosure: a fact joins a person view only from an event the agreement shares
+    with the recipient, so the event's purpose, bases and row conditions govern its facts too; health
+    and social care facts (s.16(4)) need the agreement's own Art 9 condition besides."""
+    key = f"views.{PERSON_VIEW}"
+    if not grant.event_types:
+        out.append(
+            Finding(f"{key}.event_types", "name the event types whose facts may combine into the person view")
+        )
+    for et_name, source in grant.event_types.items():
+        et_key = f"{key}.event_types.{et_name}"
+        if et_name not in agreement.event_types:
+            out.append(
+                Finding(
+                    et_key,
+                    f"{et_name} is not shared by this agreement: facts combine only from events the "
+                    f"agreement shares with {agreement.recipient}",
+                )
+            )
+            continue
+        sectors = sorted(
+            {
+                catalogue.partners[o].sector
+                for o in agreement.owners
+                if et_name in _published(catalogue, o) and catalogue.partners[o].sector in SENSITIVE_SECTORS
+            }
+        )
+        if sectors and not agreement.special_category_basis:
+            out.append(
+                Finding(
+                    et_key,
+                    f"facts from a {', '.join(sectors)} partner need the agreement's own "
+                    "special_category_basis (Art 9 condition; PCSC 2022 s.16(4) excludes them)",
+                )
+            )
+        for i, factor in enumerate(source.factors or ()):
+            if not _FACTOR.match(factor):
+                out.append(Finding(f"{et_key}.factors[{i}]", f"{factor!r} is not a factor name"))
 
 
 def _check_tier(

@@ -24,6 +24,7 @@ from streams.agreements.schema import agreement_schema
 from streams.agreements.selection import FieldRule
 from streams.agreements.steps import Builder, Denied, FieldError, record_builder
 from streams.agreements.tree import walk
+from streams.agreements.views import ViewPlans, compile_views
 from streams.avro.catalogue import Catalogue, EventType
 from streams.errors import ConfigurationError, SharingBusError
 from streams.privacy.areas import AreaLookup
@@ -90,8 +91,10 @@ class PlanSet:
         recipients: Mapping[str, Recipient],
         version: str,
         agreements: AgreementSet,
+        views: ViewPlans | None = None,
     ) -> None:
         self.plans: tuple[Plan, ...] = tuple(plans)
+        self.views = views if views is not None else ViewPlans()  # grants of combined views
         self.recipients: Mapping[str, Recipient] = recipients
         self.version = version
         self.agreements = agreements
@@ -139,7 +142,8 @@ def compile_plans(
     h = hashlib.sha256(agreements.version.encode())
     for plan in sorted(plans, key=lambda p: (p.recipient, p.event_type, p.agreement_id)):
         h.update(f"\0{plan.recipient}\0{plan.event_type}\0{plan.plan_version}".encode())
-    return PlanSet(plans, agreements.recipients, h.hexdigest()[:16], agreements)
+    views = compile_views(agreements.agreements, agreements.recipients, catalogue)
+    return PlanSet(plans, agreements.recipients, h.hexdigest()[:16], agreements, views)
 
 
 def _compile(

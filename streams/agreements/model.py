@@ -38,6 +38,14 @@ SPECIAL_CATEGORY_BASES = frozenset(
 PROCESSING_BASES = frozenset({"uk_gdpr_6_1_e", "uk_gdpr_6_1_c", "dpa_2018_part3", "consent"})
 # Views a recipient may be given instead of (or besides) events, with the lowest tier allowed.
 VIEWS: dict[str, Tier] = {"area_counts": "aggregate", "person_profile": "individual"}
+PERSON_VIEW = "person_profile"
+AREA_VIEW = "area_counts"
+# How precisely a view may say WHEN something happened (first/last seen, the time of each fact):
+# a time is a quasi-identifier like any other field, and two recipients holding the same exact
+# instants could join their data through them. Per tier unless a view grant says otherwise.
+TimeUnit = Literal["day", "week", "month"]
+TIME_UNITS: tuple[TimeUnit, ...] = ("day", "week", "month")
+DEFAULT_TIME_UNIT: dict[Tier, TimeUnit] = {"individual": "day", "area": "month", "aggregate": "month"}
 
 _ID = r"^[a-z][a-z0-9_]*$"
 _DOMAIN = re.compile(r"^(recipient|purpose:[a-z][a-z0-9_]*)$")
@@ -156,6 +164,35 @@ class EventTypeRule(_Strict):
     fields: dict[str, Treatment] = Field(default_factory=dict)
 
 
+class ViewSource(_Strict):
+    """Which facts of one event type may combine into the view; `factors` None means all of them."""
+
+    factors: list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty(cls, raw: Any) -> Any:
+        return {} if raw is None else raw
+
+
+class ViewGrant(_Strict):
+    """One view of combined facts for the agreement's recipient, under the agreement's purpose and bases.
+
+    For `person_profile`, `event_types` names the event types (of this agreement, from its owners)
+    whose facts may combine into the recipient's person view; a fact flows only from an event the
+    agreement shared with the recipient. `area_counts` takes every event type of the owners (its
+    output is suppressed counts). `times` coarsens every time the view holds (default: per tier).
+    """
+
+    event_types: dict[str, ViewSource] = Field(default_factory=dict)
+    times: TimeUnit | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty(cls, raw: Any) -> Any:
+        return {} if raw is None else raw
+
+
 class Agreement(_Strict):
     """One sharing agreement (one YAML file); `file` and `digest` are set by the loader."""
 
@@ -172,7 +209,7 @@ class Agreement(_Strict):
     pseudonym_domain: str = "recipient"
     on_invalid_identifier: Literal["withhold_field", "deny_event"] = "withhold_field"
     event_types: dict[str, EventTypeRule] = Field(default_factory=dict)
-    views: list[str] = Field(default_factory=list)
+    views: dict[str, ViewGrant] = Field(default_factory=dict)
 
     _file: Path = PrivateAttr(default=Path("<memory>"))
     _digest: str = PrivateAttr(default="")
@@ -183,6 +220,18 @@ class Agreement(_Strict):
         if isinstance(v, bool | float):
             raise ValueError('must be a string or an integer (quote it, e.g. "1.0")')
         return str(v) if isinstance(v, int) else v
+
+    @field_validator("views", mode="before")
+    @classmethod
+    def _view_list(cls, v: Any) -> Any:
+        """`views: [area_counts]` is short for `views: {area_counts: {}}`."""
+        if isinstance(v, list):
+            if not all(isinstance(name, str) for name in v):
+                raise ValueError("a list of views holds view names only, e.g. [area_counts]")
+            if len(set(v)) != len(v):
+                raise ValueError("a view is listed twice")
+            return {name: {} for name in v}
+        return v
 
     @field_validator("pseudonym_domain")
     @classmethod

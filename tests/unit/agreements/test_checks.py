@@ -174,7 +174,7 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
     ),
     "view above the tier": (
         lambda d: d.update(recipient="reading_csp", event_types={}, views=["person_profile"]),
-        "views[0]",
+        "views.person_profile",
         "needs an individual-tier recipient",
     ),
     "shares nothing": (_set(event_types={}), "event_types", "shares nothing"),
