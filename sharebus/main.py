@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "request",
     "subject_access",
     "retention",
+    "auth",
 ]
 
 app = typer.Typer(

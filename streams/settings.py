@@ -78,6 +78,43 @@ class Settings(BaseSettings):
     round_to: int = Field(0, ge=0, description="Round published counts to this base (0: no rounding)")
     data_dir: Path = Field(ROOT / "var", description="Worker state (table stores, reports)")
 
+    # Identity (streams.identity): who is asking, over HTTP and on the command line.
+    auth_issuer: str = Field("sharingbus-local", description="Expected `iss` of bearer tokens")
+    auth_audience: str = Field("sharingbus", description="Expected `aud` of bearer tokens")
+    auth_jwks_url: str | None = Field(
+        None, description="JWKS URL of the identity provider (any OIDC issuer); overrides the key file"
+    )
+    auth_public_key_path: Path | None = Field(
+        None, description="PEM file of the issuer's public key(s) (default: the embedded issuer's)"
+    )
+    auth_local_key_path: Path | None = Field(
+        None, description="Embedded issuer's private key, made on first run (default DATA_DIR/identity)"
+    )
+    auth_algorithms: str = Field(
+        "ES256,EdDSA,RS256,PS256", description="Accepted token signature algorithms (asymmetric only)"
+    )
+    auth_recipient_claim: str = Field("recipient", description="Claim naming the caller's recipient")
+    auth_tier_claim: str = Field("tier", description="Claim naming the caller's tier")
+    auth_partner_claim: str = Field("partner", description="Claim naming the caller's partner")
+    auth_roles_claim: str = Field("roles", description="Claim listing the caller's roles (dotted path)")
+    auth_token_ttl_seconds: int = Field(3600, ge=60, le=7 * 86400, description="Lifetime of minted tokens")
+    auth_leeway_seconds: int = Field(30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat")
+    allowed_hosts: str = Field(
+        "127.0.0.1,localhost,[::1]",
+        description="Host header values the web server answers, comma-separated (DNS rebinding)",
+    )
+    identity_token: SecretStr | None = Field(
+        None, description="Bearer token the command line presents for its caller"
+    )
+
+    @field_validator(
+        "auth_jwks_url", "auth_public_key_path", "auth_local_key_path", "identity_token", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """`NAME=` in an env file means "not set" (a Path("") would be the working directory)."""
+        return None if value == "" else value
+
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, value: str) -> str:
