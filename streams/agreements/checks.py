@@ -26,8 +26,9 @@ from streams.agreements.model import (
 from streams.agreements.selection import FieldRule, Selection, select_fields
 from streams.agreements.tree import Node, event_tree, leaves, walk
 from streams.avro.catalogue import Catalogue
+from streams.avro.formats import is_free_text
 
-__all__ = ["GENERALISING", "check_agreement", "select_for"]
+__all__ = ["GENERALISING", "check_agreement", "free_text_kept", "select_for"]
 
 GENERALISING = frozenset({"age_band", "truncate_date", "postcode_district", "area_lookup", "round", "band"})
 # Tags that make released data person-level (an identifier or a name; a postcode alone is not).
@@ -282,7 +283,32 @@ def _check_tier(
                     f"({', '.join(sorted(GENERALISING))}) or dropped, not {op}",
                 )
             )
+        elif op == "keep" and is_free_text(leaf.avro_type, leaf.field):
+            out.append(Finding(key, f"{where}{FREE_TEXT}"))
     return out
+
+
+FREE_TEXT = (
+    "a string with no enum and no validated format counts as free text and is never released as is: "
+    "drop, redact or transform it, or declare a format for the field in its schema"
+)
+
+
+def free_text_kept(tree: tuple[Node, ...], rules: Mapping[str, FieldRule]) -> list[str]:
+    """Paths a plan would release unchanged although they may hold anything a partner typed.
+
+    The compiler asks this too, so a hand-built or unchecked agreement set cannot share free text.
+    The envelope's strings are exempt: the enforcer checks them against the topic they came from.
+    """
+    return [
+        leaf.path
+        for leaf in leaves(tree)
+        if (rule := rules.get(leaf.path)) is not None
+        and rule.released
+        and rule.operator == "keep"
+        and rule.via != "envelope"
+        and ("pii:free_text" in leaf.tags or is_free_text(leaf.avro_type, leaf.field))
+    ]
 
 
 def _special_needs(

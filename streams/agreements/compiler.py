@@ -16,7 +16,7 @@ from typing import Any, Literal
 import fastavro
 
 from streams import topics
-from streams.agreements.checks import select_for
+from streams.agreements.checks import FREE_TEXT, free_text_kept, select_for
 from streams.agreements.conditions import Check, compile_conditions
 from streams.agreements.loader import AgreementSet
 from streams.agreements.model import LAWFUL_BASES, Agreement, Condition, Recipient
@@ -161,6 +161,8 @@ def _compile(
         p = selection.problems[0]
         raise ConfigurationError(f"{where}.{p.key}: {p.message}")
     rules = selection.rules
+    for path in free_text_kept(tree, rules):  # fail closed even for a set that skipped the checks
+        raise ConfigurationError(f"{where}.fields.{rules[path].selector or path}: {path}: {FREE_TEXT}")
     nodes = {n.path: n for n in walk(tree)}
     transforms: dict[str, Transform] = {}
     for path, rule in rules.items():

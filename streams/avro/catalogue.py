@@ -26,6 +26,7 @@ import fastavro
 import yaml
 
 from streams import topics
+from streams.avro.formats import FORMATS
 from streams.errors import ConfigurationError
 
 __all__ = [
@@ -66,6 +67,7 @@ class FieldInfo:
     nullable: bool
     tags: frozenset[str]
     doc: str
+    format: str | None = None  # a validated string format (streams.avro.formats), e.g. "lsoa_code"
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +80,11 @@ class EventType:
     parsed: Any
     fields: Mapping[str, FieldInfo]
     version: int = 1
+
+    @property
+    def formatted(self) -> dict[str, str]:
+        """Paths of fields with a validated format -> the format's name."""
+        return {p: f.format for p, f in self.fields.items() if f.format is not None}
 
     def paths_with_tag(self, tag: str) -> list[str]:
         """Paths carrying `tag` (e.g. "pii:direct"), in schema order."""
@@ -271,6 +278,8 @@ class _Expander:
         for attr, allowed in TAG_VALUES.items():
             if attr in f and f[attr] not in allowed:
                 raise self.fail(path, f"{attr} must be one of {sorted(allowed)}, not {f[attr]!r}")
+        if "format" in f and f["format"] not in FORMATS:
+            raise self.fail(path, f"format must be one of {sorted(FORMATS)}, not {f['format']!r}")
         return {**f, "type": self.expand(f["type"], ns, path)}
 
     def _reference(self, name: str, ns: str, where: str) -> Any:
@@ -313,7 +322,7 @@ def _walk(
         inner, nullable = strip_null(f["type"])
         resolved = _resolve(inner, named, record_ns)
         tags = inherited | {f"{a}:{f[a]}" for a in TAG_VALUES if a in f}
-        yield path, FieldInfo(path, resolved, nullable, frozenset(tags), f["doc"])
+        yield path, FieldInfo(path, resolved, nullable, frozenset(tags), f["doc"], f.get("format"))
         if isinstance(resolved, dict) and resolved.get("type") == "record":
             yield from _walk(resolved, path, frozenset(tags), named, record_ns)
         elif isinstance(resolved, dict) and resolved.get("type") == "array":

@@ -29,6 +29,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from streams import deadletter as dl
 from streams import metrics, topics
 from streams.avro.catalogue import Catalogue
+from streams.avro.formats import checker_for
 from streams.avro.serde import SerdeError, decode_header
 from streams.deadletter import Output, RawRecord
 from streams.enforce.audit import DECISION_DEFAULTS, AuditChain, audit_partition
@@ -424,6 +425,10 @@ class Enforcer:
                 self._dead(rec, out, dl.VALIDATION, "envelope.event_id is not a UUID")
                 return
             envelope["event_id"] = event_id
+        bad_format = checker_for(self.catalogue.event_types[event_type])(event)
+        if bad_format:  # a format is what lets a string be shared: unchecked, it could be free text
+            self._dead(rec, out, dl.VALIDATION, "; ".join(f"{p}: {r}" for p, r in bad_format))
+            return
         tally = self._tally
         tally.add(_CONSUMED(partner, event_type))
         tally.last_seen[_LAST_SEEN(partner)] = time.time()

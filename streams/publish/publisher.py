@@ -39,6 +39,7 @@ from fastavro.validation import validate
 
 from streams import topics
 from streams.avro.catalogue import Catalogue, EventType, load_catalogue
+from streams.avro.formats import checker_for
 from streams.errors import SharingBusError, ValidationError
 from streams.kafka.admin import TopicSpec, ensure_topics
 from streams.settings import Settings
@@ -121,6 +122,7 @@ def prepare_event(
         env["schema_version"] = et.version
     data["envelope"] = env
     record = _coercer(et).value(et.parsed, data, "", problems)
+    problems += checker_for(et)(record) if not problems else []  # LSOA codes, URNs, ...: formats.py
     if problems:
         raise EventInvalid(problems)
     if not validate(record, et.parsed, raise_errors=False):  # cheap check; details only on failure

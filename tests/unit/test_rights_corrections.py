@@ -58,9 +58,9 @@ def test_corrections_apply_and_are_coerced(catalogue: Catalogue) -> None:
 def test_a_missing_record_on_the_path_is_created(catalogue: Catalogue) -> None:
     original = _exclusion(catalogue) | {"location": None}
     corrected = apply_corrections(
-        catalogue, SCHOOLS, "education.exclusion", original, {"location.lsoa_code": "E01"}
+        catalogue, SCHOOLS, "education.exclusion", original, {"location.lsoa_code": "E01016001"}
     )
-    assert corrected["location"]["lsoa_code"] == "E01"
+    assert corrected["location"]["lsoa_code"] == "E01016001"
 
 
 def test_array_items_are_corrected_by_index(catalogue: Catalogue) -> None:

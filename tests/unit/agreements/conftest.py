@@ -17,6 +17,7 @@ import yaml
 from streams.agreements import AgreementSet, PlanSet, compile_plans, load_agreements
 from streams.agreements.tree import Node, event_tree
 from streams.avro.catalogue import Catalogue, load_catalogue
+from streams.avro.formats import FORMATS
 from streams.privacy.identifiers import nhs_check_digit, pnc_check_char, upn_check_letter
 from streams.privacy.keys import KeyRing
 from streams.privacy.operators.base import avro_kind
@@ -119,6 +120,8 @@ def _sample(node: Node) -> Any:
             return IDENTIFIERS[tag.split(":", 1)[1]]
     if node.name == "postcode":
         return IDENTIFIERS["postcode"]
+    if node.field.get("format") in FORMATS:
+        return FORMATS[node.field["format"]].example
     t, kind = node.avro_type, avro_kind(node.avro_type)
     if kind == "enum":
         return t["symbols"][0]

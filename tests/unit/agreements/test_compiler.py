@@ -90,7 +90,7 @@ def test_tags_select_fields_and_precedence(compile_one: Callable[..., Plan], mak
     plan = compile_one(doc)
     out = plan.apply(make_event("police.crime_recorded")).output
     assert out is not None
-    assert out["location"] == {"lsoa_code": "lsoa_code-1", "latitude": 51.45, "description": "[REDACTED]"}
+    assert out["location"] == {"lsoa_code": "E01016001", "latitude": 51.45, "description": "[REDACTED]"}
     assert {p: r.via for p, r in plan.fields.items() if p.startswith("location.")} == {
         "location.postcode": "tag",
         "location.lsoa_code": "parent",

@@ -156,4 +156,4 @@ def test_explain_as_another_partner(planset: PlanSet, make_event: MakeEvent) -> 
     assert e.outcome == "shared" and e.plans[0].output is not None
     assert e.plans[0].output["envelope"]["source_partner"] == "royal_berkshire_ed"
     assert e.plans[0].output["assault_at"] == "2026-02"
-    assert e.plans[0].output["location"] == {"postcode": "RG1", "lsoa_code": "lsoa_code-1"}
+    assert e.plans[0].output["location"] == {"postcode": "RG1", "lsoa_code": "E01016001"}
