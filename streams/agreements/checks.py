@@ -43,6 +43,9 @@ _GATEWAYS_BESIDES_S16 = frozenset({"cda_1998_s115", "cda_1998_s17a"})
 _TIER_RANK: dict[Tier, int] = {"aggregate": 0, "area": 1, "individual": 2}
 REVIEW_WARNING_DAYS = 30
 _FACTOR = re.compile(r"^[a-z][a-z0-9_]*$")
+# What envelope times are truncated to unless an agreement says otherwise (time to the second is a
+# join key between recipients and, with an area, often identifies the event and so the person).
+ENVELOPE_TIME_UNIT: dict[Tier, str] = {"individual": "day", "area": "month", "aggregate": "month"}
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,13 @@ class Finding:
 
 
 def select_for(
-    agreement: Agreement, event_type: str, catalogue: Catalogue
+    agreement: Agreement, event_type: str, catalogue: Catalogue, tier: Tier | None = None
 ) -> tuple[tuple[Node, ...], Selection]:
-    """The field tree and resolved field rules of one event type under `agreement`."""
+    """The field tree and resolved field rules of one event type under `agreement`, for a
+    recipient of `tier` (None: unknown, envelope times as for the coarsest tier)."""
     tree = event_tree(catalogue.event_types[event_type])
-    return tree, select_fields(tree, agreement.event_types[event_type], event_type)
+    unit = ENVELOPE_TIME_UNIT[tier] if tier is not None else "month"
+    return tree, select_fields(tree, agreement.event_types[event_type], event_type, time_unit=unit)
 
 
 def check_agreement(
@@ -89,7 +94,7 @@ def check_agreement(
         if not publishers:
             who = ", ".join(catalogue.partners_for(et_name)) or "nobody"
             out.append(Finding(key, f"no owner publishes {et_name} (published by {who})"))
-        tree, selection = select_for(agreement, et_name, catalogue)
+        tree, selection = select_for(agreement, et_name, catalogue, recipient.tier if recipient else None)
         nodes = {n.path: n for n in walk(tree)}
         problems = [
             *selection.problems,

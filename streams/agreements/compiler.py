@@ -156,7 +156,7 @@ def _compile(
 ) -> Plan:
     where = f"{agreement.file}: event_types.{et_name}"
     event_type = catalogue.event_type(et_name)
-    tree, selection = select_for(agreement, et_name, catalogue)
+    tree, selection = select_for(agreement, et_name, catalogue, recipients[agreement.recipient].tier)
     if selection.problems:  # load_agreements reports these first; only reachable with hand-built sets
         p = selection.problems[0]
         raise ConfigurationError(f"{where}.{p.key}: {p.message}")

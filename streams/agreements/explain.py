@@ -133,8 +133,11 @@ def _explain_plan(plan: Plan, event: Mapping[str, Any]) -> PlanExplanation:
 
 def describe_rule(rule: FieldRule, domain: str) -> str:
     """One line saying what happens to a field and which rule decided it."""
-    if rule.via == "envelope":
+    if rule.via == "envelope" and rule.operator == "keep":
         return "kept: the envelope is always released"
+    if rule.via == "envelope":
+        unit = getattr(rule.params, "unit", "")
+        return f"generalised to the {unit}: envelope times follow the recipient's tier"
     if rule.via == "default":
         return "dropped: not in agreement"
     source = {

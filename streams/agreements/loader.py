@@ -123,7 +123,7 @@ def check_agreements(
         seen_ids.setdefault(agreement.id, path)
         found += _overlaps(agreement, catalogue, covered)
         if not any(i.severity == "error" for i in found):
-            found += _topic_clashes(agreement, catalogue, topic_schemas)
+            found += _topic_clashes(agreement, catalogue, recipients, topic_schemas)
         issues += found
         if not any(i.severity == "error" for i in found):
             valid.append(agreement)
@@ -162,13 +162,16 @@ def _overlaps(
 
 
 def _topic_clashes(
-    agreement: Agreement, catalogue: Catalogue, seen: dict[tuple[str, str], tuple[Agreement, dict[str, Any]]]
+    agreement: Agreement,
+    catalogue: Catalogue,
+    recipients: Mapping[str, Recipient],
+    seen: dict[tuple[str, str], tuple[Agreement, dict[str, Any]]],
 ) -> list[Issue]:
     """Agreements feeding one shared topic (same recipient and event type, other owners) must give
     the same output schema: a topic has one registry subject, and its readers one shape."""
     found = []
     for et_name in agreement.event_types:
-        tree, selection = select_for(agreement, et_name, catalogue)
+        tree, selection = select_for(agreement, et_name, catalogue, recipients[agreement.recipient].tier)
         schema = agreement_schema(agreement, catalogue.event_types[et_name], tree, selection.rules)
         first, first_schema = seen.setdefault((agreement.recipient, et_name), (agreement, schema))
         if first is not agreement and first_schema != schema:

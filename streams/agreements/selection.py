@@ -1,7 +1,9 @@
 """Which treatment each field of an event type gets under one agreement: selectors to field rules.
 
 Precedence: an exact path beats a tag, a tag beats a parent path, and anything not selected is
-dropped (deny by default). The envelope is always released unchanged. Params are validated here
+dropped (deny by default). The envelope is always released, its times (`ENVELOPE_TIMES`)
+generalised like any other quasi-identifier: to `time_unit` (the recipient's tier decides it)
+unless the agreement gives them a `truncate_date` of its own. Params are validated here
 with each operator's own model, and the operator's `output_type` is asked once per field so a
 treatment that cannot apply to a field's type fails when the agreement is checked, not per event.
 """
@@ -19,13 +21,14 @@ from streams.errors import ConfigurationError
 from streams.privacy.operators import OperatorParams, get_operator, parse_params
 from streams.privacy.operators.base import avro_kind
 
-__all__ = ["FieldRule", "Problem", "Selection", "is_date_of_birth", "select_fields"]
+__all__ = ["ENVELOPE_TIMES", "FieldRule", "Problem", "Selection", "is_date_of_birth", "select_fields"]
 
 Via = Literal["envelope", "exact", "tag", "parent", "default"]
 KEEP, DROP = "keep", "drop"
 # Operators that apply field by field below a record selector (`location: keep`).
 _SPREADABLE = frozenset({"keep", "drop", "redact"})
 _KEEP, _DROP = Treatment(operator=KEEP), Treatment(operator=DROP)
+ENVELOPE_TIMES = frozenset({"envelope.occurred_at", "envelope.recorded_at"})
 KNOWN_TAGS = frozenset(f"{attr}:{v}" for attr, values in TAG_VALUES.items() for v in values)
 
 
@@ -67,9 +70,17 @@ def _normalise(selector: str) -> str:
     return selector[:-2] if selector.endswith("[]") else selector
 
 
-def select_fields(tree: tuple[Node, ...], rule: EventTypeRule, event_type: str) -> Selection:
-    """Resolve every leaf of `tree` under `rule` (see the module docstring for precedence)."""
+def select_fields(
+    tree: tuple[Node, ...], rule: EventTypeRule, event_type: str, *, time_unit: str = "month"
+) -> Selection:
+    """Resolve every leaf of `tree` under `rule` (see the module docstring for precedence).
+
+    `time_unit` is what envelope times are truncated to when the agreement does not say; the
+    default is the coarsest any events are shared at, so a caller that forgets the tier fails safe.
+    """
     problems: list[Problem] = []
+    time_rule = Treatment(operator="truncate_date", params={"unit": time_unit})
+    envelope_time = (time_rule, parse_params("truncate_date", time_rule.params))
     nodes = {n.path: n for n in walk(tree)}
     by_path: dict[str, tuple[str, Treatment, OperatorParams | None]] = {}
     by_tag: list[tuple[str, str, Treatment, OperatorParams | None]] = []
@@ -90,7 +101,10 @@ def select_fields(tree: tuple[Node, ...], rule: EventTypeRule, event_type: str) 
         node = nodes.get(path)
         if node is None:
             problems.append(Problem(key, f"no such field in {event_type}"))
-        elif path == "envelope" or path.startswith("envelope."):
+        elif path in ENVELOPE_TIMES and treatment.operator != "truncate_date":
+            message = "envelope times are always released, generalised: use truncate_date"
+            problems.append(Problem(key, message))
+        elif path not in ENVELOPE_TIMES and (path == "envelope" or path.startswith("envelope.")):
             problems.append(Problem(key, "the envelope is always released unchanged: remove this rule"))
         elif not node.is_leaf and treatment.operator not in _SPREADABLE:
             problems.append(
@@ -105,7 +119,7 @@ def select_fields(tree: tuple[Node, ...], rule: EventTypeRule, event_type: str) 
 
     rules: dict[str, FieldRule] = {}
     for leaf in leaves(tree):
-        decided = _decide(leaf, by_path, by_tag, problems)
+        decided = _decide(leaf, by_path, by_tag, problems, envelope_time)
         if decided is None:
             continue
         via, chosen, treatment, params = decided
@@ -133,8 +147,12 @@ def _decide(
     by_path: Mapping[str, tuple[str, Treatment, OperatorParams | None]],
     by_tag: list[tuple[str, str, Treatment, OperatorParams | None]],
     problems: list[Problem],
+    envelope_time: tuple[Treatment, OperatorParams],
 ) -> tuple[Via, str | None, Treatment, OperatorParams | None] | None:
     """(via, selector, treatment, params) for one leaf; None when a conflict was reported."""
+    if leaf.path in ENVELOPE_TIMES:
+        exact = by_path.get(leaf.path)
+        return ("exact", *exact) if exact is not None else ("envelope", None, *envelope_time)
     if leaf.path.startswith("envelope."):
         return "envelope", None, _KEEP, parse_params(KEEP, {})
     exact = by_path.get(leaf.path)

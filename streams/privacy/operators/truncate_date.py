@@ -1,6 +1,9 @@
-"""truncate_date: date or timestamp -> its week ("2026-W11"), month ("2026-03") or year ("2026").
+"""truncate_date: date or timestamp -> its day ("2026-03-14"), week ("2026-W11"), month ("2026-03")
+or year ("2026").
 
-police.uk publishes crime by month; anything public should be no finer. Timestamps are read in UK
+police.uk publishes crime by month; anything public should be no finer. Every envelope time goes
+through this operator too (day for individual-tier recipients, month for area tier): a time to the
+second lets recipients join their data on it. Timestamps are read in UK
 local time (configurable) so an incident at 00:30 BST on 1 April is April, not March.
 """
 
@@ -18,6 +21,7 @@ from streams.privacy.operators.base import BindContext, Operator, OperatorParams
 
 _INPUTS = ("date", "timestamp-millis", "timestamp-micros", "string")
 _FORMATS: dict[str, Callable[[date], str]] = {
+    "day": lambda d: d.isoformat(),
     "week": lambda d: "{}-W{:02d}".format(*d.isocalendar()[:2]),
     "month": lambda d: f"{d.year:04d}-{d.month:02d}",
     "year": lambda d: f"{d.year:04d}",
@@ -25,7 +29,7 @@ _FORMATS: dict[str, Callable[[date], str]] = {
 
 
 class TruncateDateParams(OperatorParams):
-    unit: Literal["week", "month", "year"]
+    unit: Literal["day", "week", "month", "year"]
     timezone: str = "Europe/London"
 
     @field_validator("timezone")

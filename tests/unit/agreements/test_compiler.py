@@ -137,7 +137,8 @@ def test_decision_field_lists_are_disjoint_and_complete(
 ) -> None:
     d = compile_one(base_agreement()).apply(make_event("police.crime_recorded"))
     released, transformed, withheld = set(d.released), set(d.transformed), set(d.withheld)
-    assert transformed == {"subject.nhs_number", "subject.date_of_birth"}
+    envelope_times = {"envelope.occurred_at", "envelope.recorded_at"}
+    assert transformed == {"subject.nhs_number", "subject.date_of_birth", *envelope_times}
     assert "crime_category" in released and "envelope.event_id" in released
     assert "subject.given_name" in withheld and "people[].subject.nhs_number" in withheld
     assert not (released & transformed or released & withheld or transformed & withheld)

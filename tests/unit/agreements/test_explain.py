@@ -143,7 +143,7 @@ def test_cli_explain_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     doc = json.loads(result.stdout)
     out = doc["plans"][0]["output"]
     assert doc["outcome"] == "shared" and out["subject"]["date_of_birth"] == "14-17"
-    assert out["envelope"]["occurred_at"] == "2026-03-01T10:00:00+00:00"
+    assert out["envelope"]["occurred_at"] == "2026-03-01"  # the day: vru_analysts is individual tier
     assert "given_name" not in out["subject"] and "Jordan" not in result.stdout and NHS not in result.stdout
     assert not (tmp_path / "keyring.json").exists()  # explain creates nothing
     assert table.exit_code == 0 and "dropped by tag pii:direct" in table.stdout

@@ -48,7 +48,7 @@ def test_get_operator_shares_instances_and_refuses_unknown() -> None:
         ("age_band", {"bands": [0, 18, 10]}, "bands"),
         ("age_band", {"bands": []}, "bands"),
         ("age_band", {"bands": [-1, 10]}, "bands"),
-        ("truncate_date", {"unit": "day"}, "unit"),
+        ("truncate_date", {"unit": "hour"}, "unit"),
         ("truncate_date", {"unit": "month", "timezone": "Mars/Olympus"}, "timezone"),
         ("postcode_district", {"level": "street"}, "level"),
         ("area_lookup", {"source": "what3words"}, "source"),
