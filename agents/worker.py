@@ -2,6 +2,10 @@
 
 Everything that can fail for configuration reasons (schemas, agreements, keys, security settings,
 factor catalogue) fails here, at start, with the file and key named: never per event.
+
+Only the roles that tokenise (`KEYED_ROLES`) load the master keys: the audit sink, the linker (it
+sees tokens, never identifiers) and the views and API (the role exposed to analysts' requests) run
+with no key material in the process, so a compromise of any of them yields no pseudonym key.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from agents import audit_sink, health
 from agents import enforcer as enforcer_agent
 from agents.batched import BatchedConsumer
 from streams import metrics
-from streams.agreements import PlanWatcher
+from streams.agreements import PlanWatcher, load_agreements
 from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.enforce.audit import recover_chains
 from streams.enforce.engine import Enforcer
@@ -26,6 +30,7 @@ from streams.errors import ConfigurationError
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
 from streams.kafka.topology import DLQ_STAGES, bus_topics
+from streams.privacy.key_sources import load_keyring
 from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault
 from streams.registry.client import RegistrySchemas, registry_client
@@ -33,6 +38,9 @@ from streams.rights import build_rights
 from streams.settings import ROLES, Settings
 
 log = logging.getLogger(__name__)
+
+# Roles that compute tokens and so need the master keys (the subject-rights service runs in the enforcer).
+KEYED_ROLES = frozenset({"enforcer", "rights"})
 
 # A stream worker's per-event objects are short-lived and almost never cyclic, yet CPython's
 # default threshold (700) runs a young collection every few events and a full one, which scans
@@ -46,14 +54,15 @@ GC_THRESHOLD = (50_000, 20, 20)
 class Worker:
     """The pieces of one worker process, kept together so tests and the benchmark can reach them.
 
+    `keyring` and `plans` are None when no role of the worker tokenises (see KEYED_ROLES);
     `enforcer` and `producer` are None when the worker does not run the enforcer role.
     """
 
     app: faust.App
     settings: Settings
     catalogue: Catalogue
-    keyring: KeyRing
-    plans: PlanWatcher
+    keyring: KeyRing | None
+    plans: PlanWatcher | None
     enforcer: Enforcer | None
     producer: DeliveringProducer | None
 
@@ -64,15 +73,6 @@ def broker_reachable(settings: Settings, timeout: float = 2.0) -> bool:
 
     admin = AdminClient(settings.kafka_config(**{"log_level": 0, "socket.connection.setup.timeout.ms": 1000}))
     return bool(admin.list_topics(timeout=timeout).brokers)
-
-
-def load_keyring(settings: Settings) -> KeyRing:
-    """Keys from the environment when given there (production: injected from a KMS), else the file."""
-    import os
-
-    if os.environ.get("SHARINGBUS_KEYS"):
-        return KeyRing.from_env()
-    return KeyRing.load(settings.keyring_path)
 
 
 def build_worker(settings: Settings) -> Worker:
@@ -88,17 +88,23 @@ def build_worker(settings: Settings) -> Worker:
         raise ConfigurationError("SHARINGBUS_ROLES needs every role when SHARINGBUS_BATCHED_CONSUMERS=false")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalogue = load_catalogue(settings.schemas_dir)
-    keyring = load_keyring(settings)
-    plans = PlanWatcher(settings.agreements_dir, catalogue, keyring)
-    planset = plans.current()
-    ensure_topics(settings, bus_topics(settings, catalogue, planset))
+    keyring: KeyRing | None = None
+    plans: PlanWatcher | None = None
+    if roles & KEYED_ROLES:
+        keyring = load_keyring(settings)
+        plans = PlanWatcher(settings.agreements_dir, catalogue, keyring)
+        ensure_topics(settings, bus_topics(settings, catalogue, plans.current()))
+    else:
+        # Broken agreements still stop any worker at start; shared topics are the enforcer's to create.
+        load_agreements(settings.agreements_dir, catalogue)
+        ensure_topics(settings, bus_topics(settings, catalogue))
     schemas = RegistrySchemas(registry_client(settings))
     # Faust consumes only for the views (tables) or when agents replace the batched consumers.
     faust_consumer = "views" in roles or not settings.batched_consumers
     app = app_module.create_app(settings, consume=faust_consumer)
     batched: list[BatchedConsumer] = []
     enforcer = producer = None
-    if "enforcer" in roles:
+    if "enforcer" in roles and keyring is not None and plans is not None:
         enforcer, producer = _register_enforcer(app, settings, catalogue, keyring, plans, schemas, batched)
     if "audit" in roles:
         if settings.batched_consumers:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from streams.agreements.explain import Explanation, coerce_event, jsonable
 from streams.avro.catalogue import load_catalogue
 from streams.errors import SharingBusError
 from streams.privacy.areas import AreaLookup
+from streams.privacy.key_sources import load_keyring
 from streams.privacy.keys import KeyRing
-from streams.settings import get_settings
+from streams.settings import Settings, get_settings
 
 agreements_app = typer.Typer(
     help="Sharing agreements: check them, or explain what a recipient would receive.", no_args_is_help=True
@@ -89,7 +89,7 @@ def explain_cmd(
         fail(f"{event_file}: expected one event (a JSON object)")
     try:
         catalogue = load_catalogue(settings.schemas_dir)
-        keyring, note = _keyring(settings.keyring_path)
+        keyring, note = _keyring(settings)
         area_lookup = AreaLookup.load(areas) if areas else None
         agreements = load_agreements(directory or settings.agreements_dir, catalogue)
         planset = compile_plans(agreements, catalogue, keyring, area_lookup)
@@ -105,13 +105,12 @@ def explain_cmd(
         _print(explanation)
 
 
-def _keyring(path: Path) -> tuple[KeyRing, str | None]:
+def _keyring(settings: Settings) -> tuple[KeyRing, str | None]:
     """The real key ring (so tokens match what the recipient gets), else a throwaway one, said so."""
-    if os.environ.get("SHARINGBUS_KEYS"):
-        return KeyRing.from_env(), None
-    if path.exists():
-        return KeyRing.load(path), None
-    return KeyRing.generate(), f"no key ring at {path}: tokens shown use a temporary key"
+    path = settings.keyring_path
+    if settings.keys is None and not settings.key_provider and not path.exists():
+        return KeyRing.generate(), f"no key ring at {path}: tokens shown use a temporary key"
+    return load_keyring(settings), None
 
 
 def _print(explanation: Explanation) -> None:

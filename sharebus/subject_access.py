@@ -7,7 +7,6 @@ Answers from the audit ledger's PostgreSQL copy and the linker's records in the 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,13 @@ from streams.agreements import load_agreements
 from streams.avro.catalogue import load_catalogue
 from streams.enforce.audit_store import AuditStore
 from streams.errors import SharingBusError
-from streams.privacy.keys import KeyRing
+from streams.privacy.key_sources import load_keyring
 from streams.rights import linkage_key_id
 from streams.rights.access import build_report, render_html
 from streams.rights.links import LinkIndex
 from streams.rights.model import IDENTIFIER_KINDS, parse_assignments
 from streams.rights.store import RightsStore
 from streams.settings import get_settings
-
-
-def _keyring(path: Path) -> KeyRing:
-    """As the worker loads it: from SHARINGBUS_KEYS when set (a KMS injects it), else the file."""
-    return KeyRing.from_env() if os.environ.get("SHARINGBUS_KEYS") else KeyRing.load(path)
 
 
 def subject_access(
@@ -54,7 +48,7 @@ def subject_access(
             fail(f"unknown identifier kind {unknown[0]!r} (known: {', '.join(IDENTIFIER_KINDS)})")
         catalogue = load_catalogue(settings.schemas_dir)
         catalogue.partner(partner)
-        keyring = _keyring(settings.keyring_path)
+        keyring = load_keyring(settings)
         with AuditStore(settings.postgres_dsn) as ledger:
             store = RightsStore(settings.postgres_dsn)
             report: dict[str, Any] = build_report(

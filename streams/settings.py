@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     schema_registry_password: SecretStr | None = Field(None, description="Registry basic-auth password")
     postgres_dsn: str = Field("postgresql://127.0.0.1:5432/sharingbus", description="PostgreSQL DSN")
     keyring_path: Path = Field(ROOT / "var" / "keyring.json", description="Key ring file (JSON)")
+    keys: SecretStr | None = Field(
+        None, description='Master keys "k1:<base64>,k2:<base64>" (e.g. injected from a KMS); else the file'
+    )
+    active_key: str | None = Field(None, description="Active key id of `keys` (default: the last listed)")
+    key_provider: str | None = Field(
+        None, description="'module:factory' returning a KeyProvider (a KMS or Key Vault client)"
+    )
     linkage_key_id: str | None = Field(
         None,
         description="Key id pinned for linkage tokens (default: the first key in the ring)",

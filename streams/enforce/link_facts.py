@@ -110,7 +110,7 @@ def make_link_facts(
     # Linkage tokens under a new key would never match old ones: pin one key for linkage, so a
     # rotation changes recipients' tokens (new tokens only) but never splits a person in two.
     linkage_kid = settings.linkage_key_id or keyring.ids[0]
-    keyring.key(linkage_kid)  # fail closed at start when the pinned key is missing
+    keyring.require(linkage_kid)  # fail closed at start when the pinned key is missing
 
     # The same people recur across events and partners: tokens and vault lines are a pure function
     # of (partner, identifiers), so a bounded cache saves ~19% of the enforcer's time (measured).

@@ -24,7 +24,6 @@ Names are matched with spaces removed ("Anne-Marie" / "Anne Marie" / "Annemarie"
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import weakref
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from streams.privacy.identifiers import (
     normalise_upn,
     postcode_district,
 )
-from streams.privacy.keys import SEP, KeyRing, pseudonym
+from streams.privacy.keys import KeyRing, pseudonym
 
 __all__ = [
     "FUZZY_KINDS",
@@ -106,7 +105,7 @@ def _fuzzy(keyring: KeyRing, kid: str, kind: str, fixed: str, name: str) -> str:
     macs = _FUZZY_MACS.setdefault(keyring, {})
     base = macs.get((kid, kind))
     if base is None:
-        base = hmac.new(keyring.key(kid), f"{LINKAGE_DOMAIN}{SEP}{kind}{SEP}".encode(), hashlib.sha256)
+        base = keyring.mac(LINKAGE_DOMAIN, kind, kid)
         macs[(kid, kind)] = base
     out = []
     for variant in deletion_neighbourhood(name):

@@ -1,9 +1,14 @@
-"""Key ring for keyed pseudonyms: key ids, rotation, and a fast HMAC token function.
+"""Key ring for keyed pseudonyms: master keys by id, per-domain keys derived from them, rotation.
 
-Tokens are HMAC-SHA256 under a secret key (a plain hash of a 10-digit NHS number is reversible by
-enumeration) and carry their key id, so keys can rotate while old tokens stay computable for linkage.
-Key bytes never appear in a repr, a str or an exception message: they only leave this module
-through `KeyRing.key()`.
+Tokens are HMAC-SHA256 (a plain hash of a 10-digit NHS number is reversible by enumeration) under a
+key of their own pseudonym domain, derived from the master with HKDF-SHA256 (RFC 5869), the info
+being `domain_key_info(kid, domain)`. Whoever holds one domain's key can therefore compute that
+domain's tokens and no other's, and the master never has to leave the process that tokenises.
+Tokens carry their key id, so keys can rotate while old tokens stay computable for linkage.
+
+`KeyRing` is the only holder of key material in the code base: callers get a keyed HMAC primed for
+one (domain, kind, key id) from `KeyRing.mac()` and copy it per value. Key bytes never appear in a
+repr, a str or an exception message.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,13 +29,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from streams.errors import ConfigurationError
 
-__all__ = ["KeyRing", "pseudonym"]
+__all__ = ["KeyRing", "domain_key_info", "pseudonym"]
 
 _KID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no "." (the token separator), no ":" / "," (env format)
 _MIN_KEY_BYTES = 32
 SEP = "\x1f"
+# HKDF's label: changing it (or the encoding below) changes every token, so it carries a version.
+HKDF_LABEL = b"sharingbus/pseudonym-domain-key/v1"
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32 alphabet, lower-cased
 _B32_PAIRS = [a + b for a in _B32 for b in _B32]  # 10 bits -> 2 characters
 _SHIFTS = tuple(range(120, -1, -10))
@@ -66,6 +77,24 @@ def _check_kid(kid: Any, where: str) -> str:
     return kid
 
 
+def domain_key_info(kid: str, domain: str) -> bytes:
+    """HKDF info for one (key id, domain): the label, then each part as 2-byte length + UTF-8.
+
+    Length prefixes make the encoding unambiguous: no (kid, domain) pair encodes like another,
+    whatever characters a domain holds.
+    """
+    out = bytearray(HKDF_LABEL)
+    for part in (kid, domain):
+        raw = part.encode("utf-8")
+        out += len(raw).to_bytes(2, "big") + raw
+    return bytes(out)
+
+
+def _derive(master: bytes, kid: str, domain: str) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=domain_key_info(kid, domain))
+    return hkdf.derive(master)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -78,7 +107,7 @@ class KeyRing:
             raise ConfigurationError(f"active key {active!r} is not in the key ring")
         self._keys: dict[str, _Key] = dict(keys)
         self._active = active
-        self._macs: dict[tuple[str, str], hmac.HMAC] = {}  # (kid, domain) -> HMAC primed with domain + SEP
+        self._macs: dict[tuple[str, str, str], hmac.HMAC] = {}  # (kid, domain, kind) -> primed HMAC
 
     # --- construction -----------------------------------------------------------------------------
 
@@ -102,9 +131,16 @@ class KeyRing:
         """Read a key-ring file: {"active": kid, "keys": {kid: {"secret": base64, "created": iso}}}."""
         path = Path(path)
         try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                raise ConfigurationError(
+                    f"{path}: key ring is open to group or others (mode {mode:04o}): run chmod 600 {path}"
+                )
             doc = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigurationError(f"{path}: key ring file not found") from None
+            raise ConfigurationError(
+                f"{path}: key ring file not found (create one with `sharebus keys rotate`)"
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigurationError(f"{path}: cannot read key ring ({type(exc).__name__})") from None
         except json.JSONDecodeError as exc:
@@ -124,12 +160,11 @@ class KeyRing:
         return cls(keys, active)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> KeyRing:
-        """From SHARINGBUS_KEYS="k1:<base64>,k2:<base64>" and SHARINGBUS_ACTIVE_KEY (default: last listed)."""
-        env = os.environ if environ is None else environ
-        spec = env.get("SHARINGBUS_KEYS", "").strip()
+    def from_spec(cls, spec: str, active: str | None = None) -> KeyRing:
+        """From "k1:<base64>,k2:<base64>" (Settings.keys, SHARINGBUS_KEYS); active defaults to the last."""
+        spec = spec.strip()
         if not spec:
-            raise ConfigurationError("SHARINGBUS_KEYS is not set")
+            raise ConfigurationError("SHARINGBUS_KEYS is empty")
         keys: dict[str, _Key] = {}
         for i, item in enumerate(spec.split(","), start=1):
             kid, sep, secret = item.strip().partition(":")
@@ -137,7 +172,7 @@ class KeyRing:
                 raise ConfigurationError(f"SHARINGBUS_KEYS: entry {i} must be '<kid>:<base64>'")
             _check_kid(kid, "SHARINGBUS_KEYS")
             keys[kid] = _Key(_decode_secret(kid, secret.strip(), "SHARINGBUS_KEYS"), "")
-        active = env.get("SHARINGBUS_ACTIVE_KEY") or list(keys)[-1]
+        active = active or list(keys)[-1]
         if active not in keys:
             raise ConfigurationError(f"SHARINGBUS_ACTIVE_KEY {active!r} is not in SHARINGBUS_KEYS")
         return cls(keys, active)
@@ -199,9 +234,9 @@ class KeyRing:
     def created(self, kid: str) -> str:
         return self._entry(kid).created
 
-    def key(self, kid: str) -> bytes:
-        """The secret of `kid`; ConfigurationError when unknown, so nothing is ever tokenised unkeyed."""
-        return self._entry(kid).secret
+    def require(self, kid: str) -> None:
+        """ConfigurationError unless `kid` is in the ring (fail closed at start, not per event)."""
+        self._entry(kid)
 
     def _entry(self, kid: str) -> _Key:
         try:
@@ -209,12 +244,24 @@ class KeyRing:
         except KeyError:
             raise ConfigurationError(f"key {kid!r} is not in the key ring") from None
 
+    def mac(self, domain: str, kind: str, kid: str | None = None) -> hmac.HMAC:
+        """HMAC-SHA256 under `domain`'s key of `kid` (default: active), primed with `kind` + SEP.
+
+        Feed it the canonical value and take the digest; the object is a fresh copy, so callers that
+        tokenise many values keep it and `.copy()` it per value (one HMAC copy each).
+        """
+        kid = kid or self._active
+        primed = self._macs.get((kid, domain, kind))
+        if primed is None:
+            domain_key = _derive(self._entry(kid).secret, kid, domain)
+            primed = hmac.new(domain_key, f"{kind}{SEP}".encode(), hashlib.sha256)
+            self._macs[(kid, domain, kind)] = primed
+        return primed.copy()
+
     def tokenizer(self, domain: str, kind: str, kid: str | None = None) -> Callable[[str | date], str]:
         """Token function for one (domain, kind, key), primed once so each call is one HMAC copy."""
         kid = kid or self._active
-        base = self._domain_mac(kid, domain).copy()
-        base.update(f"{kind}{SEP}".encode())
-        prefix, fresh = f"{kid}.", base.copy
+        prefix, fresh = f"{kid}.", self.mac(domain, kind, kid).copy
 
         def token(normalised: str | date) -> str:
             h = fresh()
@@ -222,13 +269,6 @@ class KeyRing:
             return prefix + _b32_26(h.digest())
 
         return token
-
-    def _domain_mac(self, kid: str, domain: str) -> hmac.HMAC:
-        mac = self._macs.get((kid, domain))
-        if mac is None:
-            mac = hmac.new(self.key(kid), f"{domain}{SEP}".encode(), hashlib.sha256)
-            self._macs[(kid, domain)] = mac
-        return mac
 
     def __repr__(self) -> str:
         return f"KeyRing(active={self._active!r}, ids={self.ids!r})"
@@ -244,8 +284,11 @@ def _canonical(value: str | date) -> str:
 def pseudonym(
     keyring: KeyRing, domain: str, kind: str, normalised_value: str | date, kid: str | None = None
 ) -> str:
-    """'<kid>.<26 lower-case base32 chars of HMAC-SHA256(key, domain \\x1f kind \\x1f normalised)>'."""
+    """'<kid>.<26 lower-case base32 chars of HMAC-SHA256(domain key, kind \\x1f normalised)>'.
+
+    The domain key is HKDF-SHA256(master of kid, info=domain_key_info(kid, domain)), 32 bytes.
+    """
     kid = kid or keyring.active_id
-    h = keyring._domain_mac(kid, domain).copy()
-    h.update(f"{kind}{SEP}{_canonical(normalised_value)}".encode())
+    h = keyring.mac(domain, kind, kid)
+    h.update(_canonical(normalised_value).encode())
     return f"{kid}." + _b32_26(h.digest())

@@ -67,8 +67,12 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
     enforcer = start_worker(
         settings.model_copy(update={"roles": "enforcer"}), tmp_path, name="enforcer", wait=False
     )
+    no_keys = tmp_path / "no-keyring.json"  # the rest tokenises nothing, so it holds no key
     rest = start_worker(
-        settings.model_copy(update={"roles": "audit,linker,views"}), tmp_path, name="rest", wait=False
+        settings.model_copy(update={"roles": "audit,linker,views", "keyring_path": no_keys}),
+        tmp_path,
+        name="rest",
+        wait=False,
     )
     try:
         enforcer.wait_ready()
@@ -108,6 +112,7 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
         # The enforcer-only worker serves no views.
         assert httpx.get(f"{enforcer.url}/api/health", timeout=5.0).status_code == 404
         assert enforcer.proc.poll() is None and rest.proc.poll() is None
+        assert not no_keys.exists()
         assert "Crashed reason" not in enforcer.log() + rest.log()
     finally:
         discard(enforcer, rest)

@@ -188,8 +188,10 @@ def test_grafana_mounts_match_provisioning(services: dict[str, dict[str, Any]]) 
     assert grafana["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
 
 
-def test_key_ring_is_shared_and_read_only_for_workers(services: dict[str, dict[str, Any]]) -> None:
-    keyring_dir = str(Path(environment(services["agents"])["SHARINGBUS_KEYRING_PATH"]).parent)
-    for worker in ("enforcer", "agents"):
-        assert f"keyring:{keyring_dir}:ro" in services[worker]["volumes"]
+def test_key_ring_reaches_only_the_enforcer_read_only(services: dict[str, dict[str, Any]]) -> None:
+    """The enforcer tokenises; the agents service (audit sink, linker, views, API) holds no keys."""
+    keyring_dir = str(Path(environment(services["enforcer"])["SHARINGBUS_KEYRING_PATH"]).parent)
+    assert f"keyring:{keyring_dir}:ro" in services["enforcer"]["volumes"]
     assert f"keyring:{keyring_dir}" in services["init"]["volumes"]
+    holders = {name for name, svc in services.items() if any("keyring" in v for v in svc.get("volumes", []))}
+    assert holders == {"init", "enforcer"}
