@@ -19,6 +19,7 @@ import yaml
 
 from streams import topics
 from streams.agreements.checks import check_agreement, select_for
+from streams.agreements.domains import check_domains
 from streams.agreements.model import Agreement, Recipient, RecipientsFile
 from streams.agreements.schema import agreement_schema
 from streams.avro.catalogue import Catalogue
@@ -127,6 +128,9 @@ def check_agreements(
         issues += found
         if not any(i.severity == "error" for i in found):
             valid.append(agreement)
+    for agreement, f in check_domains(valid, recipients):
+        issues.append(Issue(agreement.file, f.key, f.message))
+        valid = [a for a in valid if a is not agreement]
     result = AgreementSet(
         directory=directory,
         agreements=tuple(valid),

@@ -207,6 +207,9 @@ class Agreement(_Strict):
     review_date: date
     retention_days: int = Field(gt=0)
     pseudonym_domain: str = "recipient"
+    # Recipients of other agreements whose tokens may share this agreement's purpose domain(s): a
+    # joint use both agreements must declare (streams.agreements.domains), or the check refuses it.
+    joint_domain_with: list[str] = Field(default_factory=list)
     on_invalid_identifier: Literal["withhold_field", "deny_event"] = "withhold_field"
     event_types: dict[str, EventTypeRule] = Field(default_factory=dict)
     views: dict[str, ViewGrant] = Field(default_factory=dict)
@@ -231,6 +234,16 @@ class Agreement(_Strict):
             if len(set(v)) != len(v):
                 raise ValueError("a view is listed twice")
             return {name: {} for name in v}
+        return v
+
+    @field_validator("joint_domain_with")
+    @classmethod
+    def _joint_ids(cls, v: list[str]) -> list[str]:
+        for rid in v:
+            if not re.fullmatch(_ID, rid):
+                raise ValueError(f"{rid!r} is not a recipient id (lower-case letters, digits, _)")
+        if len(set(v)) != len(v):
+            raise ValueError("a recipient is listed twice")
         return v
 
     @field_validator("pseudonym_domain")

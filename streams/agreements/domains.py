@@ -1,0 +1,78 @@
+"""One pseudonym domain, one recipient: tokens of one domain are equal for one person, so two
+recipients given tokens in the same domain could join their data on them.
+
+A domain shared by the agreements of two recipients is refused unless each of the two agreements
+names the other's recipient in `joint_domain_with`: a joint use both data flows declare, and a DPO
+can see in both files. The check runs across the whole directory (`check_agreements`), after each
+agreement passed its own checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from streams.agreements.checks import Finding
+from streams.agreements.model import Agreement, Recipient
+
+__all__ = ["DomainUse", "check_domains", "domain_uses"]
+
+
+@dataclass(frozen=True)
+class DomainUse:
+    """Where an agreement puts tokens in a domain: the YAML key that chose it."""
+
+    agreement: Agreement
+    domain: str
+    key: str
+
+
+def domain_uses(agreement: Agreement) -> list[DomainUse]:
+    """Every domain `agreement` writes tokens in, with the first key choosing each one."""
+    uses: dict[str, DomainUse] = {}
+    for et_name, rule in agreement.event_types.items():
+        for selector, treatment in rule.fields.items():
+            if treatment.operator != "pseudonymise":
+                continue
+            own = treatment.params.get("domain")
+            domain = own if isinstance(own, str) and own else agreement.domain
+            key = f"event_types.{et_name}.fields.{selector}" if own else "pseudonym_domain"
+            uses.setdefault(domain, DomainUse(agreement, domain, key))
+    return list(uses.values())
+
+
+def check_domains(
+    agreements: Iterable[Agreement], recipients: Mapping[str, Recipient]
+) -> list[tuple[Agreement, Finding]]:
+    """One finding per pair of agreements of different recipients sharing a domain undeclared,
+    reported on the later of the two and naming both; and unknown recipients in joint_domain_with."""
+    out: list[tuple[Agreement, Finding]] = []
+    first_use: dict[tuple[str, str], DomainUse] = {}  # (domain, recipient) -> its first use
+    for agreement in agreements:
+        for i, rid in enumerate(agreement.joint_domain_with):
+            if rid not in recipients:
+                out.append((agreement, Finding(f"joint_domain_with[{i}]", f"unknown recipient {rid!r}")))
+            elif rid == agreement.recipient:
+                out.append((agreement, Finding(f"joint_domain_with[{i}]", f"{rid} is this agreement's own")))
+        for use in domain_uses(agreement):
+            for (domain, recipient), other in first_use.items():
+                if domain != use.domain or recipient == agreement.recipient:
+                    continue
+                if _declared(agreement, other.agreement):
+                    continue
+                out.append((agreement, Finding(use.key, _message(use, other))))
+            first_use.setdefault((use.domain, agreement.recipient), use)
+    return out
+
+
+def _declared(a: Agreement, b: Agreement) -> bool:
+    return b.recipient in a.joint_domain_with and a.recipient in b.joint_domain_with
+
+
+def _message(use: DomainUse, other: DomainUse) -> str:
+    a, b = use.agreement, other.agreement
+    return (
+        f"pseudonym domain {use.domain} of {a.id} ({a.recipient}) is also used by {b.id} ({b.recipient}, "
+        f"{b.file}): the two recipients could join their data; use separate domains, or declare the "
+        f"joint use in both (joint_domain_with: [{b.recipient}] here, [{a.recipient}] in {b.id})"
+    )
