@@ -27,6 +27,7 @@ from streams.enforce.audit import recover_chains
 from streams.enforce.engine import Enforcer
 from streams.enforce.link_facts import VaultBuffer, make_link_facts
 from streams.errors import ConfigurationError
+from streams.kafka.acls import may_create
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
 from streams.kafka.topology import DLQ_STAGES, bus_topics
@@ -93,11 +94,14 @@ def build_worker(settings: Settings) -> Worker:
     if roles & KEYED_ROLES:
         keyring = load_keyring(settings)
         plans = PlanWatcher(settings.agreements_dir, catalogue, keyring)
-        ensure_topics(settings, bus_topics(settings, catalogue, plans.current()))
+        specs = bus_topics(settings, catalogue, plans.current())
     else:
         # Broken agreements still stop any worker at start; shared topics are the enforcer's to create.
         load_agreements(settings.agreements_dir, catalogue)
-        ensure_topics(settings, bus_topics(settings, catalogue))
+        specs = bus_topics(settings, catalogue)
+    # Each role's Kafka principal may create only its inputs and outputs (streams.kafka.acls).
+    creatable = may_create(roles, settings.consumer_group)
+    ensure_topics(settings, [s for s in specs if creatable(s.name)])
     schemas = RegistrySchemas(registry_client(settings))
     # Faust consumes only for the views (tables) or when agents replace the batched consumers.
     faust_consumer = "views" in roles or not settings.batched_consumers

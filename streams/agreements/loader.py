@@ -281,8 +281,12 @@ def _load_recipients(path: Path, issues: list[Issue]) -> dict[str, Recipient]:
         issues += _validation_issues(path, exc)
         return {}
     recipients: dict[str, Recipient] = {}
+    principals: dict[str, str] = {}  # one Kafka principal per recipient, or each reads the other's share
     for i, r in enumerate(parsed.recipients):
         if r.id in recipients:
             issues.append(Issue(path, f"recipients[{i}].id", f"recipient {r.id} is listed twice"))
         recipients[r.id] = r
+        if r.principal is not None and principals.setdefault(r.principal, r.id) != r.id:
+            message = f"{r.principal} is also the principal of {principals[r.principal]}"
+            issues.append(Issue(path, f"recipients[{i}].principal", message))
     return recipients

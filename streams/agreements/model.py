@@ -49,6 +49,18 @@ DEFAULT_TIME_UNIT: dict[Tier, TimeUnit] = {"individual": "day", "area": "month",
 
 _ID = r"^[a-z][a-z0-9_]*$"
 _DOMAIN = re.compile(r"^(recipient|purpose:[a-z][a-z0-9_]*)$")
+# A Kafka principal: `User:` then a SASL user or a certificate's DN of letters, digits and
+# . _ - @ = , + : never "*" (Kafka's wildcard, which would grant a share to everyone), nor a space,
+# quote or shell metacharacter (the ACL plan is printed as commands).
+PRINCIPAL = re.compile(r"User:[A-Za-z0-9][A-Za-z0-9._@=,+-]{0,199}")
+PRINCIPAL_RULE = "must be 'User:' and a name of letters, digits and . _ - @ = , + (no wildcard)"
+
+
+def check_principal(value: str) -> str:
+    """`value` when it is a safe Kafka principal; ValueError saying PRINCIPAL_RULE otherwise."""
+    if not isinstance(value, str) or not PRINCIPAL.fullmatch(value):
+        raise ValueError(PRINCIPAL_RULE)
+    return value
 
 
 class _Strict(BaseModel):
@@ -62,7 +74,12 @@ class Recipient(_Strict):
     name: str = Field(min_length=1)
     organisation: str = Field(min_length=1)
     tier: Tier
-    principal: str | None = None
+    principal: str | None = None  # the Kafka principal it reads as (default User:recipient.<id>)
+
+    @field_validator("principal")
+    @classmethod
+    def _principal(cls, v: str | None) -> str | None:
+        return None if v is None else check_principal(v)
 
 
 class RecipientsFile(_Strict):

@@ -1,49 +1,73 @@
-"""The Kafka ACL plan: who may read or write which topic, generated from partners and recipients.
+"""The Kafka ACL plan: who may read, write or create which topic, generated from the agreements.
 
 The broker must run an authorizer with `allow.everyone.if.no.acl.found=false`, so anything not
-listed here is denied. The plan encodes DESIGN.md's data flow:
+listed here is denied. Each party authenticates as its own principal and gets what its job needs:
 
 - a partner (`User:partner.<id>`) writes only its own raw topics (prefix `raw.<id>.`);
-- the bus (`User:sharingbus-enforcer`, every agent of `sharebus worker`) alone reads raw topics and
-  writes shared, audit, dead-letter, link and view topics, plus its Faust-internal topics;
-- a recipient (`User:recipient.<id>`) reads only `shared.<id>.*` and the view topics of its tier,
-  with consumer groups named `<id>.<anything>`;
-- operations (`User:sharingbus-ops`) read dead letters and the audit trail; nobody else does.
+- each worker role has its own principal (`RolePrincipals`, `deploy/kafka-principals.yaml`): the
+  enforcer alone reads raw topics and dead letters (which hold raw bytes), and writes the shares,
+  the audit ledger and linkage identifiers; the audit sink reads the ledger; the linker reads
+  linkage identifiers and writes person links; the views read person links and write the views;
+  the rights service re-reads raw records and writes corrections. Each writes its own dead letters;
+- a recipient reads exactly the shared topics its agreements fill and the views its agreements
+  grant (`views:`), nothing by prefix, with consumer groups named `<id>.<anything>`;
+- operations read the audit ledger (decisions and tokens, no identifiers) and never dead letters:
+  they learn the reasons from the metrics.
 
-Partner and recipient ids never contain dots, so a prefix ending in "." matches exactly one party.
+Every principal is `User:` and a safe name (`check_principal`): no wildcard can reach the plan,
+and the text output quotes each one.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+import pydantic
 import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from streams import topics
+from streams.agreements.model import check_principal
 from streams.errors import ConfigurationError
+from streams.kafka.topology import VIEWS_AREA_FACTS, VIEWS_PROFILE_MOVES
 
-Tier = Literal["aggregate", "area", "individual"]
+if TYPE_CHECKING:
+    from streams.agreements.loader import AgreementSet
+
 Operation = Literal["Read", "Write", "Create", "Describe", "DescribeConfigs"]
 ResourceType = Literal["Topic", "Group"]
 PatternType = Literal["LITERAL", "PREFIXED"]
 
-ENFORCER_PRINCIPAL = "User:sharingbus-enforcer"
-OPS_PRINCIPAL = "User:sharingbus-ops"
-REGISTRY_PRINCIPAL = "User:sharingbus-registry"
+VIEW_TOPICS = {"person_profile": topics.VIEWS_PERSON_PROFILE, "area_counts": topics.VIEWS_AREA_COUNTS}
+_READ: tuple[Operation, ...] = ("Read", "Describe")
+_WRITE: tuple[Operation, ...] = ("Write", "Describe")
+_OWN: tuple[Operation, ...] = ("Read", "Write", "Describe", "Create")
+# A worker creates the topics it reads as well as those it writes, so roles start in any order;
+# creating an (empty) topic with the bus's own settings grants nothing on anyone's data.
+_INPUT: tuple[Operation, ...] = ("Read", "Describe", "Create")
 
-# Which view topics each access tier may read (DOMAIN.md: level 1 aggregate, 2 area, 3 individual).
-TIER_VIEWS: Mapping[str, tuple[str, ...]] = {
-    "aggregate": (topics.VIEWS_AREA_COUNTS,),
-    "area": (topics.VIEWS_AREA_COUNTS,),
-    "individual": (topics.VIEWS_AREA_COUNTS, topics.VIEWS_PERSON_PROFILE),
-}
 
-# Topic prefixes only the bus writes (and creates: the bus never relies on auto-creation).
-_BUS_OUTPUT_PREFIXES = ("shared.", "audit.", "dlq.", "link.", "views.")
+class RolePrincipals(BaseModel):
+    """The principal each worker role (and operations, the registry) authenticates as."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enforcer: str = "User:sharingbus-enforcer"
+    audit: str = "User:sharingbus-audit"
+    linker: str = "User:sharingbus-linker"
+    views: str = "User:sharingbus-views"
+    rights: str = "User:sharingbus-rights"
+    operations: str = "User:sharingbus-ops"
+    registry: str = "User:sharingbus-registry"
+
+    @field_validator("*")
+    @classmethod
+    def _safe(cls, v: str) -> str:
+        return check_principal(v)
 
 
 @dataclass(frozen=True, order=True)
@@ -60,11 +84,12 @@ class AclEntry:
 
 @dataclass(frozen=True)
 class RecipientAccess:
-    """A recipient as the ACL plan needs it (read from `agreements/recipients.yaml` by the CLI)."""
+    """What one recipient may read: the shared topics and views its agreements give it."""
 
     id: str
-    tier: Tier
-    principal: str | None = None
+    principal: str
+    shared_topics: tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
 
 
 def partner_principal(partner: str) -> str:
@@ -75,106 +100,219 @@ def recipient_principal(recipient: str) -> str:
     return f"User:recipient.{recipient}"
 
 
-def _prefixed(principal: str, name: str, ops: Iterable[Operation], why: str) -> list[AclEntry]:
-    return [AclEntry(principal, "Topic", "PREFIXED", name, op, why) for op in ops]
+def recipient_access(agreements: AgreementSet) -> list[RecipientAccess]:
+    """Every recipient with the topics and views its (valid) agreements give it."""
+    shared: dict[str, set[str]] = {}
+    views: dict[str, set[str]] = {}
+    for a in agreements.agreements:
+        shared.setdefault(a.recipient, set()).update(topics.shared(a.recipient, et) for et in a.event_types)
+        views.setdefault(a.recipient, set()).update(a.views)
+    out = []
+    for rid, r in sorted(agreements.recipients.items()):
+        principal = r.principal or recipient_principal(rid)
+        out.append(
+            RecipientAccess(
+                rid, principal, tuple(sorted(shared.get(rid, ()))), tuple(sorted(views.get(rid, ())))
+            )
+        )
+    return out
 
 
-def _partner_acls(partner: str) -> list[AclEntry]:
-    topics.raw(partner, "x.y")  # validates the id (no dots, lower-case)
-    return _prefixed(
-        partner_principal(partner), f"raw.{partner}.", ("Write", "Describe"), "partner publishes its events"
-    )
+def _topic(
+    principal: str, name: str, ops: Iterable[Operation], why: str, *, prefix: bool = False
+) -> list[AclEntry]:
+    pattern: PatternType = "PREFIXED" if prefix else "LITERAL"
+    return [AclEntry(principal, "Topic", pattern, name, op, why) for op in ops]
 
 
-def _recipient_acls(access: RecipientAccess) -> list[AclEntry]:
-    topics.shared(access.id, "x.y")  # validates the id
-    if access.tier not in TIER_VIEWS:
-        raise ConfigurationError(f"recipient {access.id}: unknown tier {access.tier!r}")
-    who = access.principal or recipient_principal(access.id)
-    entries = _prefixed(who, f"shared.{access.id}.", ("Read", "Describe"), "recipient reads its own share")
-    for view in TIER_VIEWS[access.tier]:
-        entries += [
-            AclEntry(who, "Topic", "LITERAL", view, op, f"{access.tier} tier view")
-            for op in ("Read", "Describe")
-        ]
-    entries.append(AclEntry(who, "Group", "PREFIXED", f"{access.id}.", "Read", "recipient consumer groups"))
-    return entries
+def _group(principal: str, name: str, why: str, *, prefix: bool = False) -> AclEntry:
+    return AclEntry(principal, "Group", "PREFIXED" if prefix else "LITERAL", name, "Read", why)
 
 
-def _bus_acls(consumer_group: str) -> list[AclEntry]:
-    p = ENFORCER_PRINCIPAL
-    entries = _prefixed(p, "raw.", ("Read", "Describe", "Create"), "enforcer alone reads raw events")
-    for prefix in _BUS_OUTPUT_PREFIXES:
-        ops: tuple[Operation, ...] = ("Write", "Read", "Describe", "Create", "DescribeConfigs")
-        entries += _prefixed(p, prefix, ops, "bus outputs (agents read each other's outputs)")
-    entries += _prefixed(
-        p, f"{consumer_group}-", ("Read", "Write", "Describe", "Create"), "Faust changelog/repartition topics"
-    )
-    entries.append(AclEntry(p, "Group", "PREFIXED", consumer_group, "Read", "worker consumer group"))
-    return entries
-
-
-def _ops_acls() -> list[AclEntry]:
-    entries = _prefixed(OPS_PRINCIPAL, "dlq.", ("Read", "Describe"), "operators inspect dead letters")
-    entries += [
-        AclEntry(OPS_PRINCIPAL, "Topic", "LITERAL", topics.AUDIT_DECISIONS, op, "audit queries")
-        for op in ("Read", "Describe")
+def _enforcer(p: str, group: str) -> list[AclEntry]:
+    return [
+        *_topic(
+            p, "raw.", ("Read", "Describe", "Create"), "the enforcer alone reads raw events", prefix=True
+        ),
+        *_topic(p, "shared.", ("Write", "Describe", "Create"), "shares per agreement", prefix=True),
+        *_topic(p, "dlq.", _OWN, "dead letters hold raw bytes: the enforcer alone reads them", prefix=True),
+        *_topic(p, topics.AUDIT_DECISIONS, _OWN, "writes the ledger; re-reads its chain heads"),
+        *_topic(p, topics.LINK_IDENTIFIERS, ("Write", "Describe", "Create"), "linkage tokens"),
+        _group(p, f"{group}-enforcer", "enforcer consumer group"),
+        _group(p, "sharingbus-audit-", "chain recovery reader", prefix=True),
     ]
-    entries.append(AclEntry(OPS_PRINCIPAL, "Group", "PREFIXED", "ops.", "Read", "operator consumer groups"))
+
+
+def _audit(p: str, group: str) -> list[AclEntry]:
+    return [
+        *_topic(p, topics.AUDIT_DECISIONS, _INPUT, "stores the ledger in PostgreSQL"),
+        *_topic(p, topics.dlq("audit_sink"), ("Write", "Describe", "Create"), "its dead letters"),
+        _group(p, f"{group}-audit_sink", "audit sink consumer group"),
+    ]
+
+
+def _linker(p: str, group: str) -> list[AclEntry]:
+    return [
+        *_topic(p, topics.LINK_IDENTIFIERS, _INPUT, "links tokens, never identifiers"),
+        *_topic(p, topics.LINK_STATE, _OWN, "its own changelog"),
+        *_topic(p, topics.LINK_PERSON, ("Write", "Describe", "Create"), "person links for the views"),
+        *_topic(p, topics.dlq("linker"), ("Write", "Describe", "Create"), "its dead letters"),
+        _group(p, f"{group}-linker", "linker consumer group"),
+    ]
+
+
+def _views(p: str, group: str) -> list[AclEntry]:
+    entries = _topic(p, topics.LINK_PERSON, _INPUT, "facts by person")
+    for name in (
+        topics.VIEWS_PERSON_PROFILE,
+        topics.VIEWS_AREA_COUNTS,
+        VIEWS_PROFILE_MOVES,
+        VIEWS_AREA_FACTS,
+    ):
+        entries += _topic(p, name, _OWN, "views and their internal streams")
+    entries += _topic(p, f"{group}-", _OWN, "Faust tables' changelogs", prefix=True)
+    entries += _topic(p, topics.dlq("views"), ("Write", "Describe", "Create"), "its dead letters")
+    entries.append(_group(p, group, "the views' Faust consumer group"))
     return entries
 
 
-def _registry_acls() -> list[AclEntry]:
+def _rights(p: str, group: str) -> list[AclEntry]:
+    return [
+        *_topic(p, "raw.", _READ, "subject requests; re-reads a person's raw records", prefix=True),
+        *_topic(p, "shared.", _WRITE, "corrections and retractions to recipients", prefix=True),
+        *_topic(p, topics.AUDIT_DECISIONS, _WRITE, "every request is in the ledger"),
+        *_topic(p, topics.LINK_IDENTIFIERS, _WRITE, "forget and rectify linkage"),
+        *_topic(p, topics.LINK_PERSON, _WRITE, "retract facts from the views"),
+        _group(p, f"{group}-rights", "rights consumer group"),
+    ]
+
+
+def _operations(p: str) -> list[AclEntry]:
+    return [
+        *_topic(p, topics.AUDIT_DECISIONS, _READ, "audit queries (tokens, no identifiers)"),
+        _group(p, "ops.", "operator consumer groups", prefix=True),
+    ]
+
+
+def _registry(p: str) -> list[AclEntry]:
     ops: tuple[Operation, ...] = ("Read", "Write", "Describe", "Create", "DescribeConfigs")
-    entries = [
-        AclEntry(REGISTRY_PRINCIPAL, "Topic", "LITERAL", topics.SCHEMAS, op, "schema registry store")
-        for op in ops
+    return [
+        *_topic(p, topics.SCHEMAS, ops, "schema registry store"),
+        _group(p, "schema-registry", "registry", prefix=True),
     ]
-    entries.append(AclEntry(REGISTRY_PRINCIPAL, "Group", "PREFIXED", "schema-registry", "Read", "registry"))
+
+
+def _partner(partner: str) -> list[AclEntry]:
+    topics.raw(partner, "x.y")  # validates the id (no dots, lower-case)
+    return _topic(
+        partner_principal(partner), f"raw.{partner}.", _WRITE, "partner publishes its events", prefix=True
+    )
+
+
+def _recipient(access: RecipientAccess) -> list[AclEntry]:
+    who = check_principal(access.principal)
+    entries = []
+    for topic in access.shared_topics:
+        entries += _topic(who, topic, _READ, "recipient reads its own share")
+    for view in access.views:
+        if view not in VIEW_TOPICS:
+            raise ConfigurationError(f"recipient {access.id}: unknown view {view!r}")
+        entries += _topic(who, VIEW_TOPICS[view], _READ, "view granted by an agreement")
+    if entries:
+        entries.append(_group(who, f"{access.id}.", "recipient consumer groups", prefix=True))
     return entries
+
+
+_ROLE_GRANTS: dict[str, Callable[[str, str], list[AclEntry]]] = {
+    "enforcer": _enforcer,
+    "audit": _audit,
+    "linker": _linker,
+    "views": _views,
+    "rights": _rights,
+}
+
+
+def may_create(roles: Iterable[str], consumer_group: str) -> Callable[[str], bool]:
+    """Whether a worker running `roles` may create a topic: it ensures those only, since under the
+    plan its principal is refused (and its start would fail) on any other."""
+    grants = [
+        e
+        for role in roles
+        for e in _ROLE_GRANTS[role]("User:worker", consumer_group)
+        if e.operation == "Create"
+    ]
+    return lambda name: any(_covers(e, "Topic", name) for e in grants)
+
+
+def _covers(entry: AclEntry, resource_type: str, name: str) -> bool:
+    if entry.resource_type != resource_type:
+        return False
+    return (
+        name.startswith(entry.resource_name)
+        if entry.pattern_type == "PREFIXED"
+        else name == entry.resource_name
+    )
 
 
 def acl_plan(
     partners: Iterable[str],
-    recipients: Iterable[RecipientAccess | tuple[str, str]],
+    recipients: Sequence[RecipientAccess],
+    principals: RolePrincipals | None = None,
     consumer_group: str = "sharingbus",
 ) -> list[AclEntry]:
-    """Every ALLOW rule of the bus, sorted and de-duplicated; anything else is denied."""
-    entries = _bus_acls(consumer_group) + _ops_acls() + _registry_acls()
+    """Every ALLOW rule of the bus, sorted and de-duplicated; anything else is denied.
+
+    ConfigurationError when two parties would share a principal (each would get the other's rights).
+    """
+    p = principals or RolePrincipals()
+    owners: dict[str, str] = {}
+    parties = [*((f"role {k}", v) for k, v in p.model_dump().items())]
+    parties += [(f"partner {x}", partner_principal(x)) for x in partners]
+    parties += [(f"recipient {r.id}", r.principal) for r in recipients]
+    for party, principal in parties:
+        if owners.setdefault(principal, party) != party:
+            raise ConfigurationError(f"{party} and {owners[principal]} would share the principal {principal}")
+    g = consumer_group
+    entries = [
+        *_enforcer(p.enforcer, g),
+        *_audit(p.audit, g),
+        *_linker(p.linker, g),
+        *_views(p.views, g),
+        *_rights(p.rights, g),
+        *_operations(p.operations),
+        *_registry(p.registry),
+    ]
     for partner in partners:
-        entries += _partner_acls(partner)
+        entries += _partner(partner)
     for r in recipients:
-        access = r if isinstance(r, RecipientAccess) else RecipientAccess(r[0], r[1])  # type: ignore[arg-type]
-        entries += _recipient_acls(access)
+        entries += _recipient(r)
     return sorted(set(entries))
 
 
-def read_recipients(path: Path) -> list[RecipientAccess]:
-    """`recipients: [{id, name, tier, principal?}]` from YAML; ConfigurationError naming the entry."""
+def read_principals(path: Path | None) -> RolePrincipals:
+    """Role principals from YAML (`{enforcer: User:..., ...}`), the defaults when `path` is None."""
+    if path is None:
+        return RolePrincipals()
     try:
         doc = yaml.safe_load(path.read_text()) or {}
+        return RolePrincipals.model_validate(doc)
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"{path}: {exc}") from exc
-    items = doc.get("recipients") if isinstance(doc, dict) else None
-    if not isinstance(items, list):
-        raise ConfigurationError(f"{path}: expected a top-level 'recipients' list")
-    out: list[RecipientAccess] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or "id" not in item or item.get("tier") not in TIER_VIEWS:
-            raise ConfigurationError(
-                f"{path}: recipients[{i}] needs an id and a tier in {sorted(TIER_VIEWS)}"
-            )
-        out.append(RecipientAccess(str(item["id"]), item["tier"], item.get("principal")))
-    return out
+        raise ConfigurationError(f"{path}: cannot read ({type(exc).__name__})") from None
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise ConfigurationError(f"{path}: {key}: {str(err['msg']).removeprefix('Value error, ')}") from None
 
 
 def render_text(entries: Iterable[AclEntry], bootstrap: str = "$BOOTSTRAP") -> str:
-    """One `kafka-acls --add` command per rule (pass `--command-config` for the admin's own TLS/SASL)."""
+    """One `kafka-acls --add` command per rule, principals quoted (pass `--command-config` for the
+    admin's own TLS/SASL)."""
     lines = []
     for e in entries:
         resource = "--topic" if e.resource_type == "Topic" else "--group"
+        principal = check_principal(e.principal)
         lines.append(
-            f"kafka-acls --bootstrap-server {bootstrap} --add --allow-principal {e.principal} "
+            f"kafka-acls --bootstrap-server {bootstrap} --add --allow-principal '{principal}' "
             f"--operation {e.operation} {resource} {e.resource_name} "
             f"--resource-pattern-type {e.pattern_type.lower()}"
         )
