@@ -262,11 +262,13 @@ def acl_plan(
 ) -> list[AclEntry]:
     """Every ALLOW rule of the bus, sorted and de-duplicated; anything else is denied.
 
-    ConfigurationError when two parties would share a principal (each would get the other's rights).
+    ConfigurationError when two parties would share a principal (each would get the other's
+    rights). Worker roles may share one: a worker running several roles (compose's `agents`
+    service) authenticates as one principal holding each of its roles' grants.
     """
     p = principals or RolePrincipals()
     owners: dict[str, str] = {}
-    parties = [*((f"role {k}", v) for k, v in p.model_dump().items())]
+    parties = [("the bus", v) for v in p.model_dump().values()]
     parties += [(f"partner {x}", partner_principal(x)) for x in partners]
     parties += [(f"recipient {r.id}", r.principal) for r in recipients]
     for party, principal in parties:

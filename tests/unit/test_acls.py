@@ -292,8 +292,19 @@ def test_wildcard_recipient_principal_fails_agreements_check_in_one_line(tmp_pat
 def test_two_parties_never_share_a_principal(tmp_path: Path, catalogue: Catalogue) -> None:
     with pytest.raises(ConfigurationError, match="would share the principal User:sharingbus-ops"):
         acl_plan([], [RecipientAccess("x", OPS, ("shared.x.a.b",))])
+    with pytest.raises(ConfigurationError, match=r"share the principal User:partner\.a"):
+        acl_plan(["a"], [RecipientAccess("x", "User:partner.a", ("shared.x.a.b",))])
     with pytest.raises(ConfigurationError, match="share the principal"):
-        acl_plan([], [], RolePrincipals(audit=E))
+        acl_plan([], [RecipientAccess("x", VRU, ("shared.x.a.b",)), RecipientAccess("y", VRU, ())])
+    # Roles may share one (a worker running several roles): it holds each role's grants.
+    combined = "User:sharingbus-agents"
+    merged = acl_plan([], [], RolePrincipals(audit=combined, linker=combined, views=combined))
+    assert allowed(merged, combined, "Read", "audit.decisions") and allowed(
+        merged, combined, "Read", "link.person"
+    )
+    assert not allowed(merged, combined, "Read", RAW_TVP) and not allowed(
+        merged, combined, "Read", "dlq.linker"
+    )
     d = tmp_path / "agreements"
     shutil.copytree(AGREEMENTS, d)
     doc = yaml.safe_load((d / "recipients.yaml").read_text())
