@@ -21,7 +21,8 @@ from agents import audit_sink, health
 from agents import enforcer as enforcer_agent
 from agents.batched import BatchedConsumer
 from streams import metrics
-from streams.agreements import PlanWatcher, load_agreements
+from streams.agreements import PlanWatcher, check_agreements
+from streams.agreements.loader import refuse_start
 from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.enforce.audit import recover_chains
 from streams.enforce.engine import Enforcer
@@ -94,10 +95,12 @@ def build_worker(settings: Settings) -> Worker:
     if roles & KEYED_ROLES:
         keyring = load_keyring(settings)
         plans = PlanWatcher(settings.agreements_dir, catalogue, keyring)
+        plans.start()  # on a timer: revocations and lapses apply with or without traffic
         specs = bus_topics(settings, catalogue, plans.current())
     else:
-        # Broken agreements still stop any worker at start; shared topics are the enforcer's to create.
-        load_agreements(settings.agreements_dir, catalogue)
+        # As for the enforcer, only unusable recipients stop a worker at start (docs/agreements.md);
+        # shared topics are the enforcer's to create.
+        refuse_start(check_agreements(settings.agreements_dir, catalogue)[1])
         specs = bus_topics(settings, catalogue)
     # Each role's Kafka principal may create only its inputs and outputs (streams.kafka.acls).
     creatable = may_create(roles, settings.consumer_group)

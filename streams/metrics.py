@@ -156,6 +156,16 @@ PLAN_RELOADS = Counter(
     "Agreement reloads (recompiled plan sets), by result: success or failure.",
     ["result"],
 )
+AGREEMENTS_LAPSED = Gauge(
+    "sharingbus_agreements_lapsed",
+    "Agreements past their review date or expiry: their flows are stopped (denied, audited) until reviewed.",
+    multiprocess_mode="livemax",
+)
+AGREEMENTS_INVALID = Gauge(
+    "sharingbus_agreements_invalid",
+    "Agreement files with errors: each is enforced as last loaded (or not at all) until fixed.",
+    multiprocess_mode="livemax",
+)
 READY = Gauge(
     "sharingbus_ready",
     "1 when the worker is ready (recovery done, not rebalancing), else 0.",
@@ -185,6 +195,8 @@ ALL_METRICS: Final[tuple[MetricWrapperBase, ...]] = (
     PSEUDONYMISATIONS,
     AGREEMENTS_LOADED,
     PLAN_RELOADS,
+    AGREEMENTS_LAPSED,
+    AGREEMENTS_INVALID,
     READY,
     WORKER_INFO,
 )

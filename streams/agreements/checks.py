@@ -28,7 +28,7 @@ from streams.agreements.tree import Node, event_tree, leaves, walk
 from streams.avro.catalogue import Catalogue
 from streams.avro.formats import is_free_text
 
-__all__ = ["GENERALISING", "check_agreement", "free_text_kept", "select_for"]
+__all__ = ["GENERALISING", "check_agreement", "free_text_kept", "lapse", "select_for"]
 
 GENERALISING = frozenset({"age_band", "truncate_date", "postcode_district", "area_lookup", "round", "band"})
 # Tags that make released data person-level (an identifier or a name; a postcode alone is not).
@@ -162,14 +162,26 @@ def _check_bases(agreement: Agreement, out: list[Finding]) -> None:
             )
 
 
-def _check_review(agreement: Agreement, today: date, out: list[Finding]) -> None:
-    days = (agreement.review_date - today).days
-    if days < 0:
-        out.append(
-            Finding("review_date", f"review date {agreement.review_date} has passed: review the agreement")
+def lapse(agreement: Agreement, today: date) -> tuple[str, str] | None:
+    """(key, reason) when `agreement` may no longer be enforced on `today`: its review date or its
+    expiry has passed. A lapsed agreement stops its own flows only (the loader sets it aside and its
+    plans deny every event with this reason); it is not an error in the file."""
+    if agreement.expires is not None and today > agreement.expires:
+        return "expires", f"expired on {agreement.expires}: nothing is shared under it"
+    if today > agreement.review_date:
+        return "review_date", (
+            f"review date {agreement.review_date} has passed: nothing is shared under it until it is reviewed"
         )
-    elif days <= REVIEW_WARNING_DAYS:
-        out.append(Finding("review_date", f"review due in {days} days ({agreement.review_date})", "warning"))
+    return None
+
+
+def _check_review(agreement: Agreement, today: date, out: list[Finding]) -> None:
+    """Warnings ahead of a lapse (the lapse itself is `lapse`, judged by the loader every day)."""
+    for key, day in (("review_date", agreement.review_date), ("expires", agreement.expires)):
+        days = (day - today).days if day is not None else -1
+        if 0 <= days <= REVIEW_WARNING_DAYS:
+            what = "review due" if key == "review_date" else "expires"
+            out.append(Finding(key, f"{what} in {days} days ({day})", "warning"))
 
 
 def _check_views(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import fastavro
@@ -131,19 +131,63 @@ def schema_fingerprint(event_type: EventType) -> str:
 
 
 def compile_plans(
-    agreements: AgreementSet, catalogue: Catalogue, keyring: KeyRing, area_lookup: AreaLookup | None = None
+    agreements: AgreementSet,
+    catalogue: Catalogue,
+    keyring: KeyRing,
+    area_lookup: AreaLookup | None = None,
+    *,
+    failures: list[str] | None = None,
 ) -> PlanSet:
-    """Compile every agreement; ConfigurationError (file and key named) if any cannot bind."""
-    plans = [
-        _compile(agreement, et_name, catalogue, keyring, area_lookup, agreements.recipients)
-        for agreement in agreements.agreements
-        for et_name in agreement.event_types
-    ]
+    """Compile every agreement; ConfigurationError (file and key named) if any cannot bind, unless
+    `failures` is given: then that agreement alone is left out (nothing shared under it) and its
+    error appended, so one agreement never stops the others (the watcher's way).
+
+    Lapsed agreements compile into plans that deny every event with the lapse as the reason: the
+    audit then says, event by event, which agreement stopped which flow and why.
+    """
+    plans: list[Plan] = []
+    for agreement in agreements.agreements:
+        plans += _compile_each(agreement, catalogue, keyring, area_lookup, agreements.recipients, failures)
+    for lapsed in agreements.lapsed:
+        compiled = _compile_each(
+            lapsed.agreement, catalogue, keyring, area_lookup, agreements.recipients, failures
+        )
+        plans += [_denying(plan, lapsed.reason) for plan in compiled]
     h = hashlib.sha256(agreements.version.encode())
     for plan in sorted(plans, key=lambda p: (p.recipient, p.event_type, p.agreement_id)):
         h.update(f"\0{plan.recipient}\0{plan.event_type}\0{plan.plan_version}".encode())
     views = compile_views(agreements.agreements, agreements.recipients, catalogue)
     return PlanSet(plans, agreements.recipients, h.hexdigest()[:16], agreements, views)
+
+
+def _compile_each(
+    agreement: Agreement,
+    catalogue: Catalogue,
+    keyring: KeyRing,
+    area_lookup: AreaLookup | None,
+    recipients: Mapping[str, Recipient],
+    failures: list[str] | None,
+) -> list[Plan]:
+    try:
+        return [
+            _compile(agreement, et_name, catalogue, keyring, area_lookup, recipients)
+            for et_name in agreement.event_types
+        ]
+    except ConfigurationError as exc:
+        if failures is None:
+            raise
+        failures.append(str(exc))
+        return []
+
+
+def _denying(plan: Plan, reason: str) -> Plan:
+    """`plan` with every event denied: its agreement has lapsed."""
+    denied = f"{plan.agreement_id} v{plan.agreement_version} {reason}"
+
+    def apply(event: Mapping[str, Any]) -> Decision:
+        return Decision("denied", None, denied)
+
+    return replace(plan, _apply=apply)
 
 
 def _compile(

@@ -1,8 +1,17 @@
 """Read an agreements directory: YAML -> models -> checks, every problem named by file and key.
 
-`check_agreements` collects every problem (for `sharebus agreements check`); `load_agreements`
-refuses the whole directory when any error remains, so a worker never starts, or reloads, with an
-agreement half understood.
+Each agreement file stands on its own, so one bad file never decides what the others share:
+- a file with errors is not applied; given the `previous` set, the version last loaded from that
+  file stays in force (if it still holds against today's recipients and the other agreements),
+  otherwise nothing is shared under it (fail closed). A broken `recipients.yaml` likewise keeps
+  the previous recipients;
+- a file that is gone is gone: removing a file, a recipient or an event type applies at once;
+- an agreement past its review date or expiry is `lapsed`: kept apart from the enforced ones (its
+  plans deny and audit every event with the reason) and reported, without touching the others.
+
+`check_agreements` returns the set and every problem (for `sharebus agreements check` and the
+watcher); `load_agreements` refuses the whole directory when any error remains, for commands that
+need every agreement understood (explain, retention, subject access).
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import pydantic
 import yaml
 
 from streams import topics
-from streams.agreements.checks import check_agreement, select_for
+from streams.agreements.checks import check_agreement, lapse, select_for
 from streams.agreements.domains import check_domains
 from streams.agreements.model import Agreement, Recipient, RecipientsFile
 from streams.agreements.schema import agreement_schema
@@ -28,10 +37,12 @@ from streams.errors import ConfigurationError
 __all__ = [
     "AgreementSet",
     "Issue",
+    "Lapsed",
     "agreement_files",
     "check_agreements",
     "directory_digest",
     "load_agreements",
+    "refuse_start",
 ]
 
 RECIPIENTS_FILE = "recipients.yaml"
@@ -53,14 +64,29 @@ class Issue:
 
 
 @dataclass(frozen=True)
+class Lapsed:
+    """An otherwise valid agreement that may not be enforced today, and why."""
+
+    agreement: Agreement
+    reason: str
+
+
+@dataclass(frozen=True)
 class AgreementSet:
-    """The valid agreements of one directory, the recipients, and a hash of the directory's files."""
+    """The agreements enforced from one directory, the recipients, and a hash of the directory's
+    files. `lapsed` ones are valid but past their review date or expiry: never enforced."""
 
     directory: Path
     agreements: tuple[Agreement, ...]
     recipients: Mapping[str, Recipient]
     version: str
     warnings: tuple[Issue, ...] = field(default=())
+    lapsed: tuple[Lapsed, ...] = field(default=())
+
+    def from_file(self, path: Path) -> Agreement | None:
+        """The agreement (enforced or lapsed) loaded from `path`, if any."""
+        every = (*self.agreements, *(x.agreement for x in self.lapsed))
+        return next((a for a in every if a.file == path), None)
 
 
 def agreement_files(directory: Path) -> list[Path]:
@@ -96,38 +122,45 @@ def load_agreements(
 
 
 def check_agreements(
-    directory: Path | str, catalogue: Catalogue, *, today: date | None = None
+    directory: Path | str,
+    catalogue: Catalogue,
+    *,
+    today: date | None = None,
+    previous: AgreementSet | None = None,
 ) -> tuple[AgreementSet, list[Issue]]:
-    """Every problem in `directory`, and the set of agreements that have none."""
+    """Every problem in `directory`, and the set of agreements that stand (see the module docstring;
+    without `previous`, a file with errors shares nothing). A lapse is reported as an error."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigurationError(f"agreements directory {directory} does not exist")
     today = today or date.today()
     issues: list[Issue] = []
     recipients = _load_recipients(directory / RECIPIENTS_FILE, issues)
+    if previous is not None and any(i.file.name == RECIPIENTS_FILE for i in issues):
+        recipients = dict(previous.recipients)
+        message = "not applied: the recipients last loaded stay in force until it is fixed"
+        issues.append(Issue(directory / RECIPIENTS_FILE, "", message, "warning"))
+    seen = _Seen(catalogue, recipients)
     valid: list[Agreement] = []
-    seen_ids: dict[str, Path] = {}
-    covered: dict[tuple[str, str, str], Agreement] = {}
-    topic_schemas: dict[tuple[str, str], tuple[Agreement, dict[str, Any]]] = {}
+    lapsed: list[Lapsed] = []
     for path in agreement_files(directory):
         agreement = _parse(path, issues)
+        if agreement is not None:
+            found = seen.judge(agreement, today)
+            issues += found
+            if any(i.severity == "error" for i in found):
+                agreement = None
+        if agreement is None:
+            agreement = _fallback(path, previous, seen, today, issues)
         if agreement is None:
             continue
-        findings = check_agreement(agreement, recipients, catalogue, today)
-        found = [
-            Issue(path, f.key, f.message, "warning" if f.severity == "warning" else "error") for f in findings
-        ]
-        if agreement.id in seen_ids:
-            found.append(
-                Issue(path, "id", f"agreement id {agreement.id} is also used by {seen_ids[agreement.id]}")
-            )
-        seen_ids.setdefault(agreement.id, path)
-        found += _overlaps(agreement, catalogue, covered)
-        if not any(i.severity == "error" for i in found):
-            found += _topic_clashes(agreement, catalogue, recipients, topic_schemas)
-        issues += found
-        if not any(i.severity == "error" for i in found):
+        seen.add(agreement)
+        lapsed_because = lapse(agreement, today)
+        if lapsed_because is None:
             valid.append(agreement)
+        else:
+            lapsed.append(Lapsed(agreement, lapsed_because[1]))
+            issues.append(Issue(path, lapsed_because[0], lapsed_because[1]))
     for agreement, f in check_domains(valid, recipients):
         issues.append(Issue(agreement.file, f.key, f.message))
         valid = [a for a in valid if a is not agreement]
@@ -137,54 +170,115 @@ def check_agreements(
         recipients=recipients,
         version=directory_digest(directory)[:16],
         warnings=tuple(i for i in issues if i.severity == "warning"),
+        lapsed=tuple(lapsed),
     )
     return result, issues
 
 
-def _overlaps(
-    agreement: Agreement, catalogue: Catalogue, covered: dict[tuple[str, str, str], Agreement]
-) -> list[Issue]:
-    """Two agreements for the same (recipient, event type, owner) would make the outcome ambiguous."""
-    found = []
-    for et_name in agreement.event_types:
-        partner_events = {o: p.event_types for o, p in catalogue.partners.items()}
-        for owner in agreement.owners:
-            if et_name not in partner_events.get(owner, frozenset()):
-                continue
-            key = (agreement.recipient, et_name, owner)
-            other = covered.setdefault(key, agreement)
-            if other is not agreement:
-                found.append(
-                    Issue(
-                        agreement.file,
-                        f"event_types.{et_name}",
-                        f"{et_name} from {owner} to {agreement.recipient} is already covered "
-                        f"by {other.id} ({other.file})",
-                    )
+def refuse_start(issues: list[Issue]) -> None:
+    """ConfigurationError when nothing can be judged: `recipients.yaml` missing or broken. Any other
+    problem stops only its own agreement, so it never keeps a worker from starting."""
+    fatal = [str(i) for i in issues if i.file.name == RECIPIENTS_FILE and i.severity == "error"]
+    if fatal:
+        raise ConfigurationError("invalid agreements:\n" + "\n".join(f"  {e}" for e in fatal))
+
+
+def _fallback(
+    path: Path, previous: AgreementSet | None, seen: _Seen, today: date, issues: list[Issue]
+) -> Agreement | None:
+    """The version last loaded from `path` when it still holds, else None (nothing shared under it)."""
+    old = previous.from_file(path) if previous is not None else None
+    if old is None:
+        return None
+    if any(i.severity == "error" for i in seen.judge(old, today)):
+        message = (
+            f"not applied, and {old.id} v{old.version} as last loaded no longer holds: nothing is shared"
+        )
+        issues.append(Issue(path, "", message))
+        return None
+    message = f"not applied: {old.id} v{old.version} as last loaded stays in force until it is fixed"
+    issues.append(Issue(path, "", message, "warning"))
+    return old
+
+
+class _Seen:
+    """What the agreements accepted so far claim, so a later file cannot contradict them: ids,
+    (recipient, event type, owner) coverage, and the output schema of each shared topic."""
+
+    def __init__(self, catalogue: Catalogue, recipients: Mapping[str, Recipient]) -> None:
+        self.catalogue = catalogue
+        self.recipients = recipients
+        self.ids: dict[str, Path] = {}
+        self.covered: dict[tuple[str, str, str], Agreement] = {}
+        self.schemas: dict[tuple[str, str], tuple[Agreement, dict[str, Any]]] = {}
+
+    def judge(self, agreement: Agreement, today: date) -> list[Issue]:
+        """Every problem of `agreement` on its own and against those accepted (nothing recorded)."""
+        path = agreement.file
+        findings = check_agreement(agreement, self.recipients, self.catalogue, today)
+        found = [
+            Issue(path, f.key, f.message, "warning" if f.severity == "warning" else "error") for f in findings
+        ]
+        if agreement.id in self.ids:
+            message = f"agreement id {agreement.id} is also used by {self.ids[agreement.id]}"
+            found.append(Issue(path, "id", message))
+        found += [Issue(path, key, message) for key, message in self._overlaps(agreement)]
+        if not any(i.severity == "error" for i in found):
+            found += [Issue(path, key, message) for key, message in self._topic_clashes(agreement)]
+        return found
+
+    def add(self, agreement: Agreement) -> None:
+        self.ids.setdefault(agreement.id, agreement.file)
+        for key in self._keys(agreement):
+            self.covered.setdefault(key, agreement)
+        for et_name, schema in self._schemas(agreement):
+            self.schemas.setdefault((agreement.recipient, et_name), (agreement, schema))
+
+    def _keys(self, agreement: Agreement) -> list[tuple[str, str, str]]:
+        partner_events = {o: p.event_types for o, p in self.catalogue.partners.items()}
+        return [
+            (agreement.recipient, et_name, owner)
+            for et_name in agreement.event_types
+            for owner in agreement.owners
+            if et_name in partner_events.get(owner, frozenset())
+        ]
+
+    def _overlaps(self, agreement: Agreement) -> list[tuple[str, str]]:
+        """Two agreements for the same (recipient, event type, owner) would make the outcome ambiguous."""
+        found = []
+        for key in self._keys(agreement):
+            other = self.covered.get(key)
+            if other is not None:
+                recipient, et_name, owner = key
+                message = (
+                    f"{et_name} from {owner} to {recipient} is already covered by {other.id} ({other.file})"
                 )
-    return found
+                found.append((f"event_types.{et_name}", message))
+        return found
 
+    def _schemas(self, agreement: Agreement) -> list[tuple[str, dict[str, Any]]]:
+        tier = self.recipients[agreement.recipient].tier
+        out = []
+        for et_name in agreement.event_types:
+            tree, selection = select_for(agreement, et_name, self.catalogue, tier)
+            event_type = self.catalogue.event_types[et_name]
+            out.append((et_name, agreement_schema(agreement, event_type, tree, selection.rules)))
+        return out
 
-def _topic_clashes(
-    agreement: Agreement,
-    catalogue: Catalogue,
-    recipients: Mapping[str, Recipient],
-    seen: dict[tuple[str, str], tuple[Agreement, dict[str, Any]]],
-) -> list[Issue]:
-    """Agreements feeding one shared topic (same recipient and event type, other owners) must give
-    the same output schema: a topic has one registry subject, and its readers one shape."""
-    found = []
-    for et_name in agreement.event_types:
-        tree, selection = select_for(agreement, et_name, catalogue, recipients[agreement.recipient].tier)
-        schema = agreement_schema(agreement, catalogue.event_types[et_name], tree, selection.rules)
-        first, first_schema = seen.setdefault((agreement.recipient, et_name), (agreement, schema))
-        if first is not agreement and first_schema != schema:
-            message = (
-                f"{topics.shared(agreement.recipient, et_name)} is also fed by {first.id} ({first.file}) "
-                "with a different output: give both the same fields, treatments and on_invalid_identifier"
-            )
-            found.append(Issue(agreement.file, f"event_types.{et_name}", message))
-    return found
+    def _topic_clashes(self, agreement: Agreement) -> list[tuple[str, str]]:
+        """Agreements feeding one shared topic (same recipient and event type, other owners) must give
+        the same output schema: a topic has one registry subject, and its readers one shape."""
+        found = []
+        for et_name, schema in self._schemas(agreement):
+            first = self.schemas.get((agreement.recipient, et_name))
+            if first is not None and first[1] != schema:
+                message = (
+                    f"{topics.shared(agreement.recipient, et_name)} is also fed by {first[0].id} "
+                    f"({first[0].file}) with a different output: give both the same fields, treatments "
+                    "and on_invalid_identifier"
+                )
+                found.append((f"event_types.{et_name}", message))
+        return found
 
 
 # --- parsing -------------------------------------------------------------------------------------

@@ -222,6 +222,7 @@ class Agreement(_Strict):
     lawful_basis: list[str] = Field(min_length=1)
     special_category_basis: list[str] = Field(default_factory=list)
     review_date: date
+    expires: date | None = None  # last day of sharing, when the agreement is made for a fixed term
     retention_days: int = Field(gt=0)
     pseudonym_domain: str = "recipient"
     # Recipients of other agreements whose tokens may share this agreement's purpose domain(s): a

@@ -1,24 +1,34 @@
-"""Pick up changed agreements without restarting the worker, and never swap in a broken set.
+"""Keep the enforced plan set in step with the agreements directory and the calendar, on a timer.
 
-`current()` is called per batch, so it must be cheap: at most every `interval` seconds it stats the
-directory (names, mtimes, sizes); only when that changed does it hash the contents, and only when
-the contents changed does it recompile. A new version that fails to load or compile is logged and
-kept in `last_error` while the previous plan set goes on being served (fail safe for a typo, while
-the check CLI and the reload metric make the failure visible).
+A thread (`start`) looks every `interval` seconds, whether or not events arrive, so a revocation,
+a lapse or an alert never waits for traffic; `current()` only returns the plan set in force and
+never touches the disk. Each look stats the directory (names, mtimes, sizes) and notes the date;
+only when either changed does it reload, and each agreement then stands on its own
+(`check_agreements` with the previous set): a broken file keeps only its own previous version,
+a removed file or recipient stops its flows at once, an agreement past its review date or expiry
+is compiled to deny (and audit) every event it covers. Metrics say how many agreements are
+enforced, lapsed and broken (alert rules in deploy/prometheus/alerts.yml).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 from streams import metrics
 from streams.agreements.compiler import PlanSet, compile_plans
-from streams.agreements.loader import RECIPIENTS_FILE, agreement_files, directory_digest, load_agreements
+from streams.agreements.loader import (
+    RECIPIENTS_FILE,
+    AgreementSet,
+    Issue,
+    agreement_files,
+    check_agreements,
+    directory_digest,
+    refuse_start,
+)
 from streams.avro.catalogue import Catalogue
 from streams.errors import ConfigurationError, SharingBusError
 from streams.privacy.areas import AreaLookup
@@ -33,7 +43,7 @@ Signature = tuple[tuple[str, int, int], ...]
 
 
 class PlanWatcher:
-    """The current `PlanSet` of an agreements directory, recompiled when the directory changes."""
+    """The current `PlanSet` of an agreements directory, reloaded when the files or the date change."""
 
     def __init__(
         self,
@@ -43,66 +53,100 @@ class PlanWatcher:
         area_lookup: AreaLookup | None = None,
         interval: float = 2.0,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], date] = date.today,
     ) -> None:
         self.directory = Path(source.agreements_dir if isinstance(source, Settings) else source)
         self.catalogue = catalogue
         self.keyring = keyring
         self.area_lookup = area_lookup
         self.interval = interval
-        self.last_error: str | None = None
-        self._clock = clock
+        self.last_error: str | None = None  # every error of the last load, one per line
+        self._today = today
         self._lock = threading.Lock()
-        self._signature = self._stat()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._signature = self._stat()  # a missing directory is fatal at start
+        self._day = today()
         self._digest = directory_digest(self.directory)
-        self._planset = self._compile()  # at start a broken directory is fatal: raise
-        self._checked = clock()
-        metrics.AGREEMENTS_LOADED.set(len(self._planset.agreements.agreements))
+        agreements, issues = check_agreements(self.directory, catalogue, today=self._day)
+        refuse_start(issues)
+        self._agreements = agreements
+        self._planset = self._compile(agreements, issues)
 
     def current(self) -> PlanSet:
-        """The plan set to enforce now (checks the directory at most every `interval` seconds)."""
-        now = self._clock()
-        if now - self._checked >= self.interval and self._lock.acquire(blocking=False):
-            try:  # one caller reloads; concurrent callers keep the plan set they have
-                self._checked = now
-                self.refresh()
-            finally:
-                self._lock.release()
+        """The plan set in force (cheap: never reads the directory)."""
         return self._planset
 
+    def start(self) -> None:
+        """Look at the directory and the date every `interval` seconds in a daemon thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="agreements-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.refresh()
+            except Exception:  # the watcher must outlive any one bad look; the next one retries
+                log.exception("agreements watcher: look at %s failed", self.directory)
+
     def refresh(self) -> bool:
-        """Reload if the directory changed; True when a new plan set is now served."""
-        try:
-            signature = self._stat()
-            if signature == self._signature:
+        """Reload if the directory or the date changed; True when a new plan set is now served."""
+        with self._lock:
+            try:
+                signature, day = self._stat(), self._today()
+                if signature == self._signature and day == self._day:
+                    return False
+                self._signature = signature
+                digest = directory_digest(self.directory)
+            except (OSError, SharingBusError) as exc:  # the directory went away: so did the agreements
+                self._signature, self._digest = (), ""
+                self._agreements = AgreementSet(self.directory, (), self._agreements.recipients, "none")
+                self._planset = compile_plans(self._agreements, self.catalogue, self.keyring)
+                self._failed(f"cannot read {self.directory}: {exc}")
+                return True
+            if digest == self._digest and day == self._day:
                 return False
-            self._signature = signature
-            digest = directory_digest(self.directory)
-        except (OSError, SharingBusError) as exc:
-            self._fail(f"cannot read {self.directory}: {exc}")
-            return False
-        if digest == self._digest:
-            return False
-        self._digest = digest
-        try:
-            planset = self._compile()
-        except SharingBusError as exc:
-            self._fail(str(exc))
-            return False
-        self._planset, self.last_error = planset, None
-        metrics.PLAN_RELOADS.labels(result="success").inc()
-        metrics.AGREEMENTS_LOADED.set(len(planset.agreements.agreements))
-        log.info("agreements reloaded: plan set %s (%d plans)", planset.version, len(planset))
-        return True
+            self._digest, self._day = digest, day
+            agreements, issues = check_agreements(
+                self.directory, self.catalogue, today=day, previous=self._agreements
+            )
+            planset = self._compile(agreements, issues)
+            self._agreements, self._planset = agreements, planset
+            log.info("agreements reloaded: plan set %s (%d plans)", planset.version, len(planset))
+            return True
 
-    def _compile(self) -> PlanSet:
-        agreements = load_agreements(self.directory, self.catalogue, today=date.today())
-        return compile_plans(agreements, self.catalogue, self.keyring, self.area_lookup)
+    def _compile(self, agreements: AgreementSet, issues: list[Issue]) -> PlanSet:
+        """Compile what stands, each agreement on its own; report the rest (log, metrics)."""
+        failures: list[str] = []
+        planset = compile_plans(agreements, self.catalogue, self.keyring, self.area_lookup, failures=failures)
+        lapsed = {x.agreement.file for x in agreements.lapsed}
+        errors = [str(i) for i in issues if i.severity == "error" and i.file not in lapsed] + failures
+        for x in agreements.lapsed:
+            log.warning("agreement %s (%s) lapsed: %s", x.agreement.id, x.agreement.file, x.reason)
+        for error in errors:
+            log.error("agreement not applied: %s", error)
+        broken = {i.file for i in issues if i.severity == "error" and i.file not in lapsed}
+        self.last_error = "\n".join(errors) or None
+        metrics.AGREEMENTS_LOADED.set(len(agreements.agreements))
+        metrics.AGREEMENTS_LAPSED.set(len(agreements.lapsed))
+        metrics.AGREEMENTS_INVALID.set(len(broken) + len(failures))
+        metrics.PLAN_RELOADS.labels(result="failure" if errors else "success").inc()
+        return planset
 
-    def _fail(self, message: str) -> None:
+    def _failed(self, message: str) -> None:
         self.last_error = message
+        metrics.AGREEMENTS_LOADED.set(0)
         metrics.PLAN_RELOADS.labels(result="failure").inc()
-        log.error("agreements not reloaded, still enforcing plan set %s: %s", self._planset.version, message)
+        log.error("no agreement is enforced (every event is denied): %s", message)
 
     def _stat(self) -> Signature:
         if not self.directory.is_dir():

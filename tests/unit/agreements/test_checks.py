@@ -204,7 +204,7 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
         "exactly one of",
     ),
     "missing key": (lambda d: d.pop("purpose"), "purpose", "required"),
-    "unknown key": (_set(expires="2027-01-01"), "expires", "unknown key"),
+    "unknown key": (_set(valid_until="2027-01-01"), "valid_until", "unknown key"),
     "bad enum value": (_set(on_invalid_identifier="skip"), "on_invalid_identifier", "withhold_field"),
     "bad pseudonym domain": (_set(pseudonym_domain="bus:linkage"), "pseudonym_domain", "purpose:<name>"),
     "float version": (_set(version=1.0), "version", "quote it"),
