@@ -1,7 +1,10 @@
 """`sharebus publish`: send a partner's CSV or JSON Lines extract, row by row, with a report.
 
 Prints `published: N, rejected: M` and writes `<file>.rejections.csv` (row, field, reason) beside
-the input; exits 1 when any row was rejected, so scripts notice.
+the input; exits 1 when any row was rejected, so scripts notice. Event ids come from each row's
+record key (schemas/), so publishing an extract again, or one that overlaps it, sends the same
+events, which the bus de-duplicates. A file that cannot be read as a whole (wrong encoding, a quote
+never closed, no rows) is one line and exit status 1 before anything is sent.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def publish(
     ),
     mapping: Path | None = typer.Option(None, "--mapping", help="YAML: source column -> dotted field path"),
     registry: str | None = typer.Option(None, "--registry", help="Registry URL (default: settings)"),
+    encoding: str = typer.Option(
+        "utf-8", "--encoding", help="Text encoding of the file, e.g. cp1252 for a spreadsheet saved on Windows"
+    ),
 ) -> None:
     """Publish an extract; bad rows are reported, never fatal."""
     settings = get_settings()
@@ -60,10 +66,18 @@ def publish(
                 file,
                 columns,
                 on_progress=lambda done, _: progress.update(task, completed=done),
+                encoding=encoding,
             )
     except SharingBusError as exc:
         fail(str(exc))
     typer.echo(f"published: {summary.published}, rejected: {summary.rejected}")
+    if summary.without_key:
+        key = ", ".join(catalogue.event_type(event_type).record_key)
+        typer.echo(
+            f"warning: {summary.without_key} row(s) had an empty record key field ({key}) and got "
+            "random event ids: publishing them again would make new events",
+            err=True,
+        )
     if summary.report is not None:
         typer.echo(f"rejections: {summary.report}", err=True)
     if summary.rejected:

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         description="Key id pinned for linkage tokens (default: the first key in the ring)",
     )
     agreements_dir: Path = Field(ROOT / "agreements", description="Directory of agreement YAML files")
+    record_id_key_path: Path = Field(
+        ROOT / "var" / "record-id.key",
+        description="Publisher's secret for deriving event ids from record keys (created on first use)",
+    )
     schemas_dir: Path = Field(ROOT / "schemas", description="Directory of Avro schemas")
     factors_path: Path = Field(ROOT / "factors.yaml", description="Risk/protective factor catalogue")
 

@@ -10,6 +10,11 @@ start with its file named, never per event.
 Field paths are dotted, arrays of records add `[]`: `subject.nhs_number`, `people[].subject.upn`.
 A tag on a record or array field applies to everything inside it, so tagging `people` as criminal
 offence data marks every identifier in it too.
+
+Every partner event type declares its `record_key` (a top-level attribute: the field paths that
+identify one record in the partner's own system, e.g. `["crime_reference"]`). The publisher derives
+the event id from it (`streams.publish.record_ids`), so a row published twice is one event. Key
+paths must be single values outside arrays: checked here, with the file named.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class EventType:
     parsed: Any
     fields: Mapping[str, FieldInfo]
     version: int = 1
+    record_key: tuple[str, ...] = ()
 
     @property
     def formatted(self) -> dict[str, str]:
@@ -213,7 +219,40 @@ def _load_event_type(schemas_dir: Path, file: Path) -> EventType:
     except Exception as exc:  # fastavro raises SchemaParseError, UnknownType, ValueError...
         raise ConfigurationError(f"{file}: not a valid Avro schema: {exc}") from None
     fields = dict(_walk(schema, "", frozenset(), expander.named, NAMESPACE))
-    return EventType(name, m.group("sector"), schema, parsed, fields, version)
+    record_key = _record_key(file, raw, fields, m.group("sector"))
+    return EventType(name, m.group("sector"), schema, parsed, fields, version, record_key)
+
+
+def _record_key(file: Path, raw: Mapping[str, Any], fields: Mapping[str, FieldInfo], sector: str) -> tuple[str, ...]:
+    """The declared `record_key`: required for partner event types, single values only.
+
+    Bus event types (data subject requests) have none: every request is a new event.
+    """
+    declared = raw.get("record_key")
+    if declared is None:
+        if sector == BUS_SECTOR:
+            return ()
+        raise ConfigurationError(
+            f"{file}: record_key: missing (the field paths that identify a partner's record, "
+            'e.g. ["crime_reference"]; the event id is derived from them)'
+        )
+    if not isinstance(declared, list) or not declared or not all(isinstance(p, str) for p in declared):
+        raise ConfigurationError(f"{file}: record_key: must be a non-empty list of field paths")
+    if len(set(declared)) != len(declared):
+        raise ConfigurationError(f"{file}: record_key: lists a field twice")
+    for path in declared:
+        info = fields.get(path)
+        if info is None:
+            raise ConfigurationError(f"{file}: record_key: {path!r} is not a field of this event type")
+        if path.startswith("envelope.") and path != "envelope.occurred_at":
+            raise ConfigurationError(
+                f"{file}: record_key: {path!r}: of the envelope only occurred_at identifies a record"
+            )
+        t = info.avro_type
+        kind = t if isinstance(t, str) else t.get("type") if isinstance(t, dict) else "union"
+        if "[]" in path or kind in ("record", "array", "map", "union"):
+            raise ConfigurationError(f"{file}: record_key: {path!r} must be a single value outside arrays")
+    return tuple(declared)
 
 
 def _check_head(file: Path, schema: dict[str, Any]) -> None:

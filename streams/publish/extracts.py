@@ -7,10 +7,17 @@ of records (crime `people`) need JSON Lines. The file is streamed, so a million 
 bounded memory, and no bad row stops the run: every problem becomes one line of
 `<file>.rejections.csv` (row, field, reason), where row is the line a spreadsheet shows
 (header = 1) for CSV and the line number for JSON Lines.
+
+What makes the whole file unreadable is found before anything is published (`ExtractReader.check`)
+and said in one line with where: bytes that are not the file's encoding (UTF-8 unless
+`encoding` says otherwise: spreadsheets on Windows save cp1252), a quoted cell that is never
+closed (otherwise the rest of the file reads as one cell and every field looks missing), a file
+with no rows.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -135,10 +142,22 @@ class _ByteCounter(io.RawIOBase):
 class ExtractReader:
     """Iterates the rows of a CSV or JSON Lines extract as events (checks the header up front)."""
 
-    def __init__(self, path: Path, event_type: EventType, mapping: ColumnMapping | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        event_type: EventType,
+        mapping: ColumnMapping | None = None,
+        encoding: str = "utf-8",
+    ) -> None:
         self.path = path
         self.event_type = event_type
         self.mapping = dict(mapping or {})
+        try:
+            name = codecs.lookup(encoding).name
+        except LookupError:
+            raise ConfigurationError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+        self.encoding = "utf-8-sig" if name == "utf-8" else name  # a UTF-8 byte order mark is skipped
+        self._shown_encoding = encoding
         self.format = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else "csv"
         try:
             self.size = path.stat().st_size
@@ -152,9 +171,49 @@ class ExtractReader:
     def bytes_read(self) -> int:
         return self._counter.count if self._counter else 0
 
+    def check(self) -> int:
+        """Rows in the file; ConfigurationError, naming the line, if the file cannot be read as a whole."""
+        self._check_encoding()
+        with self.path.open(encoding=self.encoding, newline="") as text:
+            if self.format == "jsonl":
+                rows = sum(1 for line in text if line.strip())
+            else:
+                reader = csv.reader(text, strict=True)
+                rows, start = -1, 1
+                try:
+                    for _ in reader:
+                        rows += 1
+                        start = reader.line_num + 1
+                except csv.Error as exc:
+                    raise ConfigurationError(_csv_problem(self.path, start, str(exc))) from None
+                if rows < 0:
+                    raise ConfigurationError(f"{self.path}: the file is empty (no header, no rows)")
+        if rows == 0:
+            what = "has a header but no rows" if self.format == "csv" else "has no rows"
+            raise ConfigurationError(f"{self.path}: {what}: nothing to publish")
+        return rows
+
+    def _check_encoding(self) -> None:
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="strict")
+        line, done = 1, False
+        with self.path.open("rb") as raw:
+            while not done:
+                chunk = raw.read(1 << 20)
+                done = not chunk
+                try:
+                    decoder.decode(chunk, final=done)
+                except UnicodeDecodeError as exc:
+                    where = line + chunk.count(b"\n", 0, max(0, exc.start))
+                    bad = exc.object[exc.start : exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
+                    raise ConfigurationError(
+                        f"{self.path}: line {where} is not valid {self._shown_encoding} (byte 0x{bad}): "
+                        "give the file's encoding, e.g. --encoding cp1252 for a spreadsheet saved on Windows"
+                    ) from None
+                line += chunk.count(b"\n")
+
     def __iter__(self) -> Iterator[Row]:
         self._counter = _ByteCounter(self.path.open("rb"))
-        text = io.TextIOWrapper(io.BufferedReader(self._counter), encoding="utf-8-sig", newline="")
+        text = io.TextIOWrapper(io.BufferedReader(self._counter), encoding=self.encoding, newline="")
         with text:
             yield from self._csv(text) if self.format == "csv" else self._jsonl(text)
 
@@ -162,7 +221,7 @@ class ExtractReader:
         return self.mapping.get(column, (column,))
 
     def _csv(self, text: IO[str]) -> Iterator[Row]:
-        reader = csv.DictReader(text)
+        reader = csv.DictReader(text, strict=True)
         columns = reader.fieldnames or []
         for column in columns:
             for target in self._targets(column):
@@ -204,6 +263,15 @@ class ExtractReader:
                 for target in self._targets(key):
                     _set(event, target, value)
             yield Row(number, event)
+
+
+def _csv_problem(path: Path, line: int, message: str) -> str:
+    if "unexpected end of data" in message:
+        return (
+            f"{path}: line {line}: a quoted cell is never closed (a \" with no matching \"), "
+            "so the rest of the file would read as one cell: fix the quoting and publish again"
+        )
+    return f"{path}: line {line}: not valid CSV ({message}): fix the quoting and publish again"
 
 
 def _set(event: dict[str, Any], path: str, value: Any) -> None:
@@ -254,9 +322,13 @@ class RejectionReport:
 
 @dataclass
 class ExtractSummary:
+    """`without_key`: rows published with a random id because a record key field was empty
+    (publishing them again makes new events)."""
+
     rows: int = 0
     published: int = 0
     rejected: int = 0
+    without_key: int = 0
     report: Path | None = None
 
 
@@ -266,9 +338,14 @@ def publish_extract(
     path: Path,
     mapping: ColumnMapping | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    encoding: str = "utf-8",
 ) -> ExtractSummary:
-    """Publish every good row, report every bad one; `on_progress(bytes_read, size)` per row."""
-    reader = ExtractReader(path, publisher.catalogue.event_type(event_type), mapping)
+    """Publish every good row, report every bad one; `on_progress(bytes_read, size)` per row.
+
+    ConfigurationError, before anything is sent, when the file cannot be read as a whole.
+    """
+    reader = ExtractReader(path, publisher.catalogue.event_type(event_type), mapping, encoding)
+    reader.check()
     summary = ExtractSummary()
     with RejectionReport(rejections_path(path)) as report:
 
@@ -287,7 +364,8 @@ def publish_extract(
                 report.add(row.number, row.problems)
             else:
                 try:
-                    publisher.publish(event_type, row.event, on_delivery=delivered_for(row.number))
+                    sent = publisher.publish(event_type, row.event, on_delivery=delivered_for(row.number))
+                    summary.without_key += sent.id_source == "random"
                 except EventInvalid as exc:
                     report.add(row.number, exc.problems)
                 except ValidationError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.publish.simulate.events import SPECS, Spec
 from streams.publish.simulate.geography import Geography
+from streams.publish.record_ids import RecordIds
 from streams.publish.simulate.people import PartnerRecord, Person, make_population, partner_record
 
 YEAR = timedelta(days=365)
@@ -34,7 +35,11 @@ class Simulation:
     """Deterministic for (seed, people, now): same people, same events, same event ids.
 
     `now` (default: today at midnight UTC) anchors ages and event times; events happened within
-    the year before it. Call `events(n)` repeatedly to continue one stream.
+    the year before it. Call `events(n)` repeatedly to continue one stream. Event ids are derived
+    from each event's record key exactly as the Publisher derives them (`record_ids`, default: the
+    settings' key), so the truth file's ids are what gets published; an event whose record key
+    repeats an earlier one (the same pupil excluded twice on one day) is not generated, since a
+    partner system would hold it as one record.
     """
 
     def __init__(
@@ -45,6 +50,7 @@ class Simulation:
         now: datetime | None = None,
         invalid_rate: float = 0.02,
         catalogue: Catalogue | None = None,
+        record_ids: RecordIds | None = None,
     ) -> None:
         self.seed = seed
         self.now = now or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -54,6 +60,12 @@ class Simulation:
         self.people: list[Person] = make_population(self.rng, people, self.now.date(), self.geo)
         self.state: dict[tuple[str, str], Any] = {}
         self._catalogue = catalogue or load_catalogue()
+        if record_ids is None:
+            from streams.settings import get_settings
+
+            record_ids = RecordIds.load_or_create(get_settings().record_id_key_path)
+        self._ids = record_ids
+        self._seen_ids: set[str] = set()
         self._records: dict[tuple[str, str], PartnerRecord] = {}
         self._pools = {s.event_type: self._pool(s) for s in SPECS}
         self._specs = [s for s in SPECS if s.weight > 0 and self._pools[s.event_type] is not None]
@@ -110,15 +122,21 @@ class Simulation:
             if built is None:
                 continue
             partner, body, people = built[0], _to_minutes(built[1]), built[2]
-            event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+            # Drawn even when the id is derived, so a seed keeps giving the same events.
+            random_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
             recorded = min(self.now, occurred + timedelta(minutes=self.rng.randint(10, 4320)))
             envelope = {
-                "event_id": event_id,
                 "event_type": spec.event_type,
                 "source_partner": partner,
                 "occurred_at": occurred,
                 "recorded_at": recorded,
             }
+            et = self._catalogue.event_type(spec.event_type)
+            event_id = self._ids.event_id(partner, et, {"envelope": envelope, **body}) or random_id
+            if event_id in self._seen_ids:
+                continue
+            self._seen_ids.add(event_id)
+            envelope = {"event_id": event_id, **envelope}
             for p, role in people:
                 (p.anonymous_event_ids if role == "ANONYMOUS" else p.event_ids).append(event_id)
             count += 1
