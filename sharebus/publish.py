@@ -35,7 +35,9 @@ def publish(
     mapping: Path | None = typer.Option(None, "--mapping", help="YAML: source column -> dotted field path"),
     registry: str | None = typer.Option(None, "--registry", help="Registry URL (default: settings)"),
     encoding: str = typer.Option(
-        "utf-8", "--encoding", help="Text encoding of the file, e.g. cp1252 for a spreadsheet saved on Windows"
+        "utf-8",
+        "--encoding",
+        help="Text encoding of the file, e.g. cp1252 for a spreadsheet saved on Windows",
     ),
 ) -> None:
     """Publish an extract; bad rows are reported, never fatal."""

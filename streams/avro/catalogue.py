@@ -223,7 +223,9 @@ def _load_event_type(schemas_dir: Path, file: Path) -> EventType:
     return EventType(name, m.group("sector"), schema, parsed, fields, version, record_key)
 
 
-def _record_key(file: Path, raw: Mapping[str, Any], fields: Mapping[str, FieldInfo], sector: str) -> tuple[str, ...]:
+def _record_key(
+    file: Path, raw: Mapping[str, Any], fields: Mapping[str, FieldInfo], sector: str
+) -> tuple[str, ...]:
     """The declared `record_key`: required for partner event types, single values only.
 
     Bus event types (data subject requests) have none: every request is a new event.

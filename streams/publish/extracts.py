@@ -204,7 +204,9 @@ class ExtractReader:
                     decoder.decode(chunk, final=done)
                 except UnicodeDecodeError as exc:
                     where = line + chunk.count(b"\n", 0, max(0, exc.start))
-                    bad = exc.object[exc.start : exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
+                    bad = (
+                        exc.object[exc.start : exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
+                    )
                     raise ConfigurationError(
                         f"{self.path}: line {where} is not valid {self._shown_encoding} (byte 0x{bad}): "
                         "give the file's encoding, e.g. --encoding cp1252 for a spreadsheet saved on Windows"
@@ -268,7 +270,7 @@ class ExtractReader:
 def _csv_problem(path: Path, line: int, message: str) -> str:
     if "unexpected end of data" in message:
         return (
-            f"{path}: line {line}: a quoted cell is never closed (a \" with no matching \"), "
+            f'{path}: line {line}: a quoted cell is never closed (a " with no matching "), '
             "so the rest of the file would read as one cell: fix the quoting and publish again"
         )
     return f"{path}: line {line}: not valid CSV ({message}): fix the quoting and publish again"

@@ -78,6 +78,8 @@ class Sent:
     topic: str
     record: dict[str, Any]
     id_source: IdSource = "given"
+
+
 # --- the publisher ------------------------------------------------------------------------------
 
 

@@ -98,7 +98,9 @@ class RecordIds:
         values = key_values(event_type, record)
         if values is None:
             return None
-        text = json.dumps([_DOMAIN, partner, event_type.name, values], ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(
+            [_DOMAIN, partner, event_type.name, values], ensure_ascii=False, separators=(",", ":")
+        )
         digest = bytearray(hmac.new(self._key, text.encode(), hashlib.sha256).digest()[:16])
         digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
         digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant

@@ -144,15 +144,15 @@ def decisions_on_topic(settings: Settings) -> int:
 def settle(settings: Settings, day: int) -> set[str]:
     """Publish one sentinel exclusion per pupil on `day` and wait until the views counted them all."""
     with Publisher(settings, SCHOOLS) as pub:
-        ids = {
-            pub.publish(EXCLUSION, {**_nested(row(pupil, day, "OTHER"))}).event_id for pupil in PUPILS
-        }
+        ids = {pub.publish(EXCLUSION, {**_nested(row(pupil, day, "OTHER"))}).event_id for pupil in PUPILS}
 
     def counted() -> bool:
         tokens = person_tokens(settings, ids)
         if len(tokens) != len(PUPILS):
             return False
-        last = {t: f.get("school_exclusion", {}).get("last_seen") for t, f in person_factors(settings).items()}
+        last = {
+            t: f.get("school_exclusion", {}).get("last_seen") for t, f in person_factors(settings).items()
+        }
         week = date(2026, 3, day).strftime("%G-W%V")
         sentinel_cells = area_counts(settings).get(("ALL", week, "school_exclusion"), 0)
         return all(str(last.get(t) or "").startswith(f"2026-03-{day:02d}") for t in tokens) and (
@@ -267,7 +267,9 @@ def test_the_same_extract_published_twice_changes_nothing_anywhere(
     counts = Counter(f["school_exclusion"]["count"] for f in before["profiles"].values())
     assert counts == Counter({4: 1, 3: 2})  # 3 + sentinel, 2 + sentinel, 2 + sentinel
 
-    first_run = sum(r.get("event_id") in event_ids for r in audit_records(settings) if r.get("kind") == "decision")
+    first_run = sum(
+        r.get("event_id") in event_ids for r in audit_records(settings) if r.get("kind") == "decision"
+    )
 
     publish_extract(settings, extract)
     # The second run reaches the enforcer (its rows decided on the topic) before the sentinels do.

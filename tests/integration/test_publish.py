@@ -7,6 +7,7 @@ events by event_id.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import subprocess
@@ -292,3 +293,80 @@ def test_simulator_run_publishes_what_the_truth_says(settings: Settings, tmp_pat
     topic = topics.raw("thames_valley_police", "police.crime_recorded")
     truth_ids = {eid for r in sim.truth() for eid in r["event_ids"]}
     assert crimes and len(_read(settings, topic, truth_ids)) == crimes
+
+
+def _publish_file(settings: Settings, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _cli(
+        settings,
+        *("publish", "--partner", "reading_schools", "--event-type", "education.exclusion"),
+        *extra,
+        str(path),
+    )
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The command's error: exit status 1, one line on stderr, no traceback, nothing published."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "published:" not in result.stdout
+    return lines[0]
+
+
+def _csv_text(rows: list[dict[str, str]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def test_cli_reads_a_windows_1252_extract_when_told_its_encoding(settings: Settings, tmp_path: Path) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    rows = [_exclusion_row(ids[0]), _exclusion_row(ids[1], **{"subject.given_name": "Zoë"})]
+    path = tmp_path / "exclusions.csv"
+    path.write_bytes(_csv_text(rows).encode("cp1252"))
+
+    line = _one_line(_publish_file(settings, path))
+    assert line == (
+        f"error: {path}: line 3 is not valid utf-8 (byte 0xeb): give the file's encoding, "
+        "e.g. --encoding cp1252 for a spreadsheet saved on Windows"
+    )
+    result = _publish_file(settings, path, "--encoding", "cp1252")
+    assert result.returncode == 0 and "published: 2, rejected: 0" in result.stdout, result.stderr
+    topic = topics.raw("reading_schools", "education.exclusion")
+    cache = SchemaCache.from_settings(settings)
+    names = {decode(v, cache)[1]["subject"]["given_name"] for v in _read(settings, topic, set(ids)).values()}
+    assert names == {"Jayden", "Zoë"}
+
+
+def test_cli_names_the_line_of_a_quote_that_is_never_closed(settings: Settings, tmp_path: Path) -> None:
+    rows = [_exclusion_row(str(uuid.uuid4())) for _ in range(6)]
+    text = _csv_text(rows).splitlines()
+    text[2] = text[2].replace("Jayden", '"Jayden', 1)  # the second row opens a quote it never closes
+    path = tmp_path / "exclusions.csv"
+    path.write_text("\n".join(text) + "\n")
+
+    line = _one_line(_publish_file(settings, path))
+    assert line == (
+        f'error: {path}: line 3: a quoted cell is never closed (a " with no matching "), so the rest '
+        "of the file would read as one cell: fix the quoting and publish again"
+    )
+    assert not rejections_path(path).exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ("", "the file is empty (no header, no rows)"),
+        ("subject.upn,school_urn\n", "has a header but no rows"),
+    ],
+)
+def test_cli_refuses_an_extract_with_no_rows(
+    settings: Settings, tmp_path: Path, content: str, what: str
+) -> None:
+    path = tmp_path / "exclusions.csv"
+    path.write_text(content)
+    line = _one_line(_publish_file(settings, path))
+    suffix = "" if content == "" else ": nothing to publish"
+    assert line == f"error: {path}: {what}{suffix}"

@@ -66,7 +66,7 @@ def test_the_key_file_is_created_once_and_reused(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert _id(_exclusion(), ids=first) == _id(_exclusion(), ids=RecordIds.load_or_create(path))
     path.write_text("not base64!\n")
-    with pytest.raises(ConfigurationError, match="record-id.key: not a record id key"):
+    with pytest.raises(ConfigurationError, match=r"record-id\.key: not a record id key"):
         RecordIds.load_or_create(path)
 
 

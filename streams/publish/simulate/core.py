@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from streams.avro.catalogue import Catalogue, load_catalogue
+from streams.publish.record_ids import RecordIds
 from streams.publish.simulate.events import SPECS, Spec
 from streams.publish.simulate.geography import Geography
-from streams.publish.record_ids import RecordIds
 from streams.publish.simulate.people import PartnerRecord, Person, make_population, partner_record
 
 YEAR = timedelta(days=365)
