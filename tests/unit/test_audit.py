@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -185,18 +184,6 @@ def test_recovered_position_continues_the_chain() -> None:
     c = AuditChain(CHAIN, prev_hash=last["hash"], seq=last["seq"])
     values.append(c.append(**decision(3))[1])
     assert check(values).ok
-
-
-def test_append_cost_is_small() -> None:
-    """3-4 appends per event at 10k events/s: about 9 us each here; fail only on a gross regression."""
-    c = AuditChain(CHAIN)
-    fields = decision(1)
-    n = 2000
-    start = time.perf_counter()
-    for _ in range(n):
-        c.append(**fields)
-    per_append = (time.perf_counter() - start) / n
-    assert per_append < 60e-6, f"{per_append * 1e6:.1f} us per append"
 
 
 # --------------------------------------------------------------------------- tamper detection
