@@ -1,4 +1,4 @@
-"""`sharebus broker`: the embedded Tansu broker, durable on disk unless asked to keep memory only."""
+"""`sharebus broker`: the embedded Tansu broker, in memory or, with --data-dir, durable on disk."""
 
 from __future__ import annotations
 
@@ -23,16 +23,14 @@ def broker(
     port: int = typer.Option(
         None, help="Port (default: that of SHARINGBUS_BOOTSTRAP_SERVERS; 0: a free port)"
     ),
-    data_dir: Path = typer.Option(None, help="Where topics are kept (default: SHARINGBUS_DATA_DIR/broker)"),
-    memory: bool = typer.Option(False, "--memory", help="Keep everything in memory; a restart loses it all"),
+    data_dir: Path = typer.Option(
+        None, help="Keep topics, offsets and schemas here across restarts (default: memory only)"
+    ),
 ) -> None:
     """Start the embedded broker on loopback and print its bootstrap address."""
-    if memory and data_dir is not None:
-        fail("--memory and --data-dir exclude each other: choose where the broker keeps its topics")
-    directory = None if memory else (data_dir or get_settings().data_dir / "broker")
     chosen = _default_port() if port is None else port
     try:
-        b = EmbeddedBroker(port=chosen, data_dir=directory).start()
+        b = EmbeddedBroker(port=chosen, data_dir=data_dir).start()
     except BrokerError as exc:
         fail(str(exc))
     try:

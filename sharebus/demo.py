@@ -70,7 +70,6 @@ def demo(
     seed: int = typer.Option(1, help="Simulation seed"),
     people: int = typer.Option(3000, help="Simulated population"),
     web_port: int = typer.Option(6066, help="Worker web port (0: a free port)"),
-    memory: bool = typer.Option(False, "--memory", help="Broker in memory only: a restart loses every topic"),
 ) -> None:
     """Everything on the embedded default: broker, registry, worker, simulated partners."""
     from streams.kafka.broker import EmbeddedBroker, free_port
@@ -84,9 +83,7 @@ def demo(
     data_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        broker = EmbeddedBroker(
-            log_path=data_dir / "broker.log", data_dir=None if memory else data_dir / "broker"
-        ).start()
+        broker = EmbeddedBroker(log_path=data_dir / "broker.log").start()
     except SharingBusError as exc:
         fail(str(exc))
     registry = None

@@ -8,9 +8,12 @@ fail so that it reloads the stored high watermark. The S3 stand-ins installable 
 npm, moto) either ignore those headers, so a restarted broker rewrote offset 0 over acknowledged
 batches (measured), or keep nothing on disk. This module serves the subset of the S3 API that Tansu's
 object_store client uses (GET with If-None-Match, HEAD, PUT with the two preconditions, ListObjectsV2,
-DeleteObjects, DELETE) over a directory, writing each object atomically (temporary file, fsync,
-rename) before it answers. Loopback only, no authentication: it holds what the broker holds, so the
-directory is created 0700. Production keeps its data in Apache Kafka and never runs this.
+DeleteObjects, DELETE) over a directory, writing each object atomically (a temporary file renamed
+into place) before it answers. Like Kafka's default (`log.flush.interval.messages` unset), it leaves
+flushing to the operating system: a crash of the broker or the store loses nothing acknowledged, a
+power cut may; an fsync per object made every produce wait tens of milliseconds here. Loopback
+only, no authentication: it holds what the broker holds, so the directory is created 0700.
+Production keeps its data in Apache Kafka and never runs this.
 
 Run as `python -m streams.kafka.objectstore --directory DIR --port N`.
 """
@@ -71,17 +74,10 @@ class Store:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
         self._changed(target.parent)
 
     def delete(self, bucket: str, key: str) -> None:

@@ -1,8 +1,9 @@
-"""`sharebus demo` on a fresh machine: starts everything, shares events, stops cleanly by itself."""
+"""`sharebus demo` on a fresh machine: starts everything, shares events, stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -26,8 +27,6 @@ def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> No
             "-m",
             "sharebus.main",
             "demo",
-            "--duration",
-            "30",  # the worker shares its first events ~15 s after the demo starts (10 s consumer sessions)
             "--web-port",
             "0",
             "--rate",
@@ -38,32 +37,38 @@ def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> No
         text=True,
         env=env,
     )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    addresses: dict[str, str] = {}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "partners" not in addresses and proc.poll() is None:
-        for line in list(lines):
-            name, _, value = line.partition(": ")
-            if name in ("broker", "registry", "web", "dashboard", "metrics", "partners"):
-                addresses[name] = value.strip()
-        time.sleep(0.2)
-    assert {"broker", "registry", "web", "dashboard", "partners"} <= addresses.keys(), "".join(lines)
-    web = addresses["web"]
-    produced = 0.0
-    while time.monotonic() < deadline and produced == 0:
-        body = httpx.get(f"{web}/metrics", timeout=5).text
-        produced = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in body.splitlines()
-            if line.startswith("sharingbus_events_produced_total{")
-        )
-        time.sleep(0.5)
-    assert produced > 0, "the demo's simulated partners should reach a recipient"
-    assert httpx.get(f"{web}/ready", timeout=5).status_code == 200
-    assert proc.wait(timeout=120) == 0, "".join(lines)
-    reader.join(5)
-    assert lines[-1].strip() == "demo: stopped"
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        addresses: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "partners" not in addresses and proc.poll() is None:
+            for line in list(lines):
+                name, _, value = line.partition(": ")
+                if name in ("broker", "registry", "web", "dashboard", "metrics", "partners"):
+                    addresses[name] = value.strip()
+            time.sleep(0.2)
+        assert {"broker", "registry", "web", "dashboard", "partners"} <= addresses.keys(), "".join(lines)
+        web = addresses["web"]
+        produced = 0.0
+        while time.monotonic() < deadline and produced == 0:
+            body = httpx.get(f"{web}/metrics", timeout=5).text
+            produced = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in body.splitlines()
+                if line.startswith("sharingbus_events_produced_total{")
+            )
+            time.sleep(0.5)
+        assert produced > 0, "the demo's simulated partners should reach a recipient"
+        assert httpx.get(f"{web}/ready", timeout=5).status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, "".join(lines)
+        reader.join(5)
+        assert lines[-1].strip() == "demo: stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
     assert (tmp_path / "var" / "demo" / "truth.jsonl").stat().st_size > 0

@@ -107,8 +107,16 @@ def test_a_restart_keeps_topics_schema_ids_and_group_offsets(tmp_path: Path) -> 
 def test_sharebus_broker_restarts_on_the_same_port_at_once_with_its_data(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
-    env["SHARINGBUS_DATA_DIR"] = str(tmp_path / "var")
-    argv = [sys.executable, "-m", "sharebus.main", "broker", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "sharebus.main",
+        "broker",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "b"),
+    ]
 
     def start() -> subprocess.Popen[str]:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
