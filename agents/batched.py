@@ -28,6 +28,9 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
+# A loop that completes no step (a poll and the batch it handled) for this long cannot make
+# progress, e.g. a handler waiting on deliveries that never come: /ready must not say ready.
+STALL_S = 10.0
 Handler = Callable[[list[RawRecord]], Any]
 
 
@@ -74,6 +77,8 @@ class BatchedConsumer:
         self._on_assign = on_assign
         self._lag = lag
         self.assigned: set[tuple[str, int]] = set()
+        self.stall_s = STALL_S
+        self._progress_at = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -96,6 +101,7 @@ class BatchedConsumer:
         return runner
 
     def start(self) -> None:
+        self._progress_at = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"{self.name}-consumer", daemon=True)
         self._thread.start()
 
@@ -107,6 +113,15 @@ class BatchedConsumer:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def consuming(self) -> bool:
+        """The loop runs and has completed a step within `stall_s` (what /ready asks).
+
+        A live thread is not enough: one stuck in its handler (outputs that cannot be delivered,
+        a rebalance callback that cannot finish) holds its partitions and consumes nothing.
+        """
+        return self.alive and time.monotonic() - self._progress_at < self.stall_s
 
     def _consumer(self) -> Consumer:
         return Consumer(self._consumer_config())
@@ -151,6 +166,7 @@ class BatchedConsumer:
             while not self._stop.is_set():
                 try:
                     self._step(consumer, highwater)
+                    self._progress_at = time.monotonic()
                 except Exception:  # never let the loop die: the batch was not committed, so it replays
                     log.exception("%s batch failed; it will be consumed again", self.name)
                     try:  # a batch still in flight lands (or fails) before any state is rebuilt

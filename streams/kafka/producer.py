@@ -44,6 +44,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 # broker holds it. A broker that stays away stalls the batch (and shows as lag), never a gap.
 CHAINED_PRODUCER: dict[str, Any] = {"message.timeout.ms": 0, "enable.gapless.guarantee": True}
 
+# Nothing delivered for this long while the broker answers: the producer is wedged (see `_flush`).
+STALL_S = 10.0
+
 _Ident = tuple[str, bytes | None, bytes | None]  # topic, key, value of a produced record
 
 
@@ -95,12 +98,15 @@ def _on_failure(failed: list[_Ident | None], errors: list[KafkaError]) -> Any:
 class DeliveringProducer:
     """Produce a batch and wait for every acknowledgement; failed records are re-sent."""
 
-    def __init__(self, kafka_config: dict[str, Any], retry_backoff: float = 0.5) -> None:
+    def __init__(
+        self, kafka_config: dict[str, Any], retry_backoff: float = 0.5, stall_s: float = STALL_S
+    ) -> None:
         conf = dict(PRODUCER_DEFAULTS)
         conf.update(kafka_config)
         self._conf = conf
         self._producer = Producer(conf)
         self._backoff = retry_backoff
+        self._stall_s = stall_s
 
     def send_all(self, outputs: Sequence[Output], deadline_s: float | None = None) -> int:
         """Send `outputs` and block until all are delivered; returns the number of re-sends.
@@ -166,13 +172,19 @@ class DeliveringProducer:
     ) -> tuple[list[Output], list[KafkaError]]:
         """Wait for every record of `delivery` (and anything else queued); returns what failed."""
         errors = delivery.errors
+        wedged = False
         if not any(e.fatal() for e in errors):
             try:
-                while self._producer.flush(1.0) > 0:
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise BrokerError("timed out waiting for deliveries")
+                wedged = self._flush(deadline)
             except KafkaException as exc:
                 self._fatal(exc, errors)
+        if wedged:
+            # Purged records fail with _PURGE_* reports (so the caller re-sends or re-decides them);
+            # the new producer asks the broker for a fresh producer id.
+            self._producer.purge()
+            self._producer.flush(5.0)
+            self._producer = Producer(self._conf)
+            return delivery.failed_outputs() or list(delivery.outputs), errors
         if any(e.fatal() for e in errors):
             # An idempotent producer that lost its broker (e.g. a replaced one) stays fatal for
             # ever: start a new one; the caller re-decides and re-sends the whole batch.
@@ -180,6 +192,44 @@ class DeliveringProducer:
             self._producer = Producer(self._conf)
             return list(delivery.outputs), errors
         return delivery.failed_outputs(), errors
+
+    def _flush(self, deadline: float | None) -> bool:
+        """Wait until nothing is queued; True when the producer is wedged instead.
+
+        Wedged: nothing delivered for `stall_s` while the broker answers. An idempotent producer
+        whose broker lost its producer state (a replaced in-memory broker, e.g. the embedded Tansu)
+        gets UNKNOWN_PRODUCER_ID for every request, and librdkafka answers that only by bumping
+        its epoch locally: no error reaches the application and every record waits for
+        message.timeout.ms (for ever on the audit ledger's producer). While the broker does not
+        answer it is an outage, not a wedge: waited for as before, and the stall counts from its end.
+        """
+        outstanding = len(self._producer)
+        progress_at = time.monotonic()
+        while self._producer.flush(1.0) > 0:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                raise BrokerError("timed out waiting for deliveries")
+            left = len(self._producer)
+            if left < outstanding:
+                outstanding, progress_at = left, now
+            elif now - progress_at > self._stall_s:
+                if not self._broker_answers():
+                    progress_at = time.monotonic()  # an outage: the stall counts from its end
+                    continue
+                log.warning(
+                    "no delivery for %.0f s with %d records queued although the broker answers: "
+                    "replacing the producer (a broker that forgot its producer id)",
+                    now - progress_at,
+                    left,
+                )
+                return True
+        return False
+
+    def _broker_answers(self) -> bool:
+        try:
+            return bool(self._producer.list_topics(timeout=2.0).brokers)
+        except KafkaException:
+            return False
 
     @staticmethod
     def _fatal(exc: KafkaException, errors: list[KafkaError]) -> None:

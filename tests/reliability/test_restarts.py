@@ -8,7 +8,8 @@ and a fresh one for a new schema. A worker running across a registry restart rep
 valid events whose schema it has not met yet (a registry outage is not a bad event) and is ready
 again afterwards.
 
-Broker: see `test_worker_reports_a_vanished_broker_and_recovers_when_one_returns`.
+Broker: see `test_worker_reports_a_vanished_broker_and_recovers_when_one_returns`, and
+`test_a_producer_delivers_to_a_broker_that_replaced_its_own` for the producer underneath it.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from streams import topics
 from streams.avro.serde import encode
+from streams.deadletter import Output
+from streams.errors import BrokerError
 from streams.kafka.admin import TopicSpec, ensure_topics, partition_counts
 from streams.kafka.broker import free_port
+from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
 from streams.publish.publisher import prepare_event
 from streams.publish.simulate import Simulation
 from streams.registry import EmbeddedRegistry
 from streams.registry.client import RegistrySchemas, registry_client
+from streams.settings import Settings
 from tests.support.stack import (
     Stack,
     Tansu,
@@ -227,20 +232,20 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
     So the bar here is operational: while the broker is gone the worker says so (its /ready turns
     503, or it logs the unreachable broker by address); it does not crash or crash-loop; once the
     topics are re-created (as an operator, or a deployment's init step, would), it is ready again
-    without a restart and decides new events.
+    without a restart and decides new events, and its /ready is not green for long while they
+    wait. The worker starts while the partners publish: its producers then hold producer ids the
+    new broker has never issued (in the other order the ids happened to be issued again), which
+    left every new decision waiting for ever behind a green /ready.
     """
     port = free_port()
     broker = Tansu(port=port, log_path=tmp_path / "tansu.log")
     with open_stack(tmp_path / "bus", broker=broker) as stack:
         settings = stack.settings
-        # Ready before the partners publish, as before. Started while they published (to save its
-        # start-up time), the worker reliably failed this test: ready on the new broker, all checks
-        # green, yet none of the new events decided within 60 s (its batched consumers never got a
-        # new assignment; Faust's did). A product question, not a test shortcut to take.
-        worker = stack.start_worker()
+        worker = stack.start_worker(wait=False)  # it starts while the partners publish
         pid = worker.proc.pid
         sim = Simulation(seed=808, people=200)
         before = publish(settings, sim.events(200))
+        worker.wait_ready()
         wait_decided(settings, {p.event_id for p in before})
         log_before = len(worker.log())
 
@@ -270,15 +275,29 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
         ensure_topics(settings, [TopicSpec(name, n) for name, n in sorted(layout.items())])
         after = publish(settings, sim.events(200))
         after_ids = {p.event_id for p in after}
+        samples: list[tuple[float, int]] = []  # (when, /ready status) until the new events are decided
+
+        def decided() -> bool:
+            try:
+                samples.append((time.monotonic(), httpx.get(f"{worker.url}/ready", timeout=5).status_code))
+            except httpx.HTTPError:
+                samples.append((time.monotonic(), 0))
+            return after_ids <= {r["event_id"] for r in audit_records(settings)}
+
         try:
+            wait_until(decided, 60, "the new events to be decided on the new broker", 0.5)
+            decided_at = time.monotonic()
             wait_until(worker.ready, 60, "/ready to answer 200 on the new broker", 0.5)
-            wait_decided(settings, after_ids, timeout=60)
         except AssertionError as exc:
             ready = httpx.get(f"{worker.url}/ready", timeout=5).text
             raise AssertionError(
                 f"{exc}; /ready: {ready}; crashes: {crash_lines(worker.log())[:2]}; "
                 f"errors: {sorted(set(tracebacks(worker.log())))[:3]}"
             ) from None
+        # Ready means able to make progress: green only shortly before the waiting events were
+        # decided, never for the length of librdkafka's message timeout (60 s).
+        green_waits = [decided_at - at for at, status in samples if status == 200]
+        assert max(green_waits, default=0.0) < 30.0, (max(green_waits), sorted({s for _, s in samples}))
 
         assert worker.proc.poll() is None and worker.proc.pid == pid
         assert worker.log().count("[^Worker]: Starting...") == 1
@@ -290,4 +309,46 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
             "every decision in PostgreSQL",
             0.5,
         )
-        print(f"\nbroker: /ready while gone {sorted(set(statuses))}")
+        print(
+            f"\nbroker: /ready while gone {sorted(set(statuses))}; new events decided "
+            f"{decided_at - samples[0][0]:.1f} s after publishing, /ready green at most "
+            f"{max(green_waits, default=0.0):.1f} s before"
+        )
+
+
+def test_a_producer_delivers_to_a_broker_that_replaced_its_own(tmp_path: Path) -> None:
+    """An idempotent producer keeps its producer id across a broker replacement; the new (empty,
+    in-memory) broker does not know that id and answers every request UNKNOWN_PRODUCER_ID, which
+    librdkafka meets only by bumping the epoch locally: no error reaches the application, and the
+    audit ledger's producer (no message timeout) would wait for ever. `DeliveringProducer` sees
+    that nothing is delivered while the broker answers and starts a fresh producer: the records
+    arrive within seconds of the stall, not never."""
+    port = free_port()
+    broker = Tansu(port=port, log_path=tmp_path / "tansu.log")
+    broker.start()
+    producer = None
+    try:
+        settings = Settings(bootstrap_servers=broker.bootstrap)
+        ensure_topics(settings, [TopicSpec("chain", 4)])
+        producer = DeliveringProducer(settings.kafka_config(**CHAINED_PRODUCER))
+        before = [Output("chain", f"k{i}".encode(), f"before-{i}".encode()) for i in range(40)]
+        assert producer.send_all(before, deadline_s=30) == 0
+
+        broker.stop()
+        broker.start()  # same address, nothing kept: no topic, no producer id
+        ensure_topics(settings, [TopicSpec("chain", 4)])
+        after = [Output("chain", f"k{i}".encode(), f"after-{i}".encode()) for i in range(40)]
+        started = time.monotonic()
+        try:
+            producer.send_all(after, deadline_s=50)
+        except BrokerError as exc:
+            raise AssertionError(f"undelivered 50 s after the broker was replaced: {exc}") from None
+        took = time.monotonic() - started
+        got = sorted((m.value() or b"").decode() for m in read_topic(settings, "chain"))
+        assert got == sorted(f"after-{i}" for i in range(40))
+        assert took < 30, took  # the stall allowed (10 s), one fresh producer id, a re-send
+        print(f"\nproducer: delivered to the replacement broker after {took:.1f} s")
+    finally:
+        if producer is not None:
+            producer.close(1.0)
+        broker.stop()
