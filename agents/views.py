@@ -61,6 +61,7 @@ from faust.types import TP
 from agents import recovery_fix
 from agents.views_emit import EMIT_BATCH, Emitter, now_iso
 from agents.views_reader import LiveViews, TableViewsReader
+from agents.views_snapshots import AREA_SNAPSHOTS, SnapshotFreezer
 from agents.web import routes
 from agents.web.handlers import TIER_HEADER
 from streams import metrics
@@ -75,6 +76,7 @@ from streams.views.area_counts import Level
 from streams.views.avro import ViewSchemas
 from streams.views.factors import FactorExtractor, load_factors
 from streams.views.sink import ViewsSink
+from streams.views.snapshots import SnapshotLedger, SnapshotPolicy
 from streams.views.state import (
     AREA_PARTITION,
     AreaStage,
@@ -213,12 +215,14 @@ def register(
     profiles_table = app.Table(PROFILES, default=None, partitions=n, on_changelog_event=profile_changelog)
     tombs_table = app.Table(TOMBSTONES, default=None, partitions=n)
     area_table = app.Table(AREA_ROWS, default=None, partitions=1)
+    snapshots_table = app.Table(AREA_SNAPSHOTS, default=None, partitions=1)
     profiles_store, tombs_store, area_store = (
         TableStore(profiles_table),
         TableStore(tombs_table),
         TableStore(area_table),
     )
     counts = TableAreaCounts(level)
+    ledger = SnapshotLedger(SnapshotPolicy.from_settings(settings))
 
     def recovering() -> bool:
         recovery = cast(Any, app.tables).recovery
@@ -232,11 +236,25 @@ def register(
         round_to=settings.round_to,
         pending=emitter.pending,
         recovering=recovering,
+        snapshots=ledger,
     )
     profile_stage = ProfileStage(
         profiles_store, tombs_store, extractor.weights(), names, extractor.catalogue.half_life_days
     )
-    area_stage = AreaStage(counts, area_store, names)
+    area_stage = AreaStage(counts, area_store, names, frozen=ledger)
+
+    def owns_areas() -> bool:
+        return bool(app.assignor.is_active(TP(area_table.changelog_topic.get_topic_name(), AREA_PARTITION)))
+
+    freezer = SnapshotFreezer(
+        ledger, counts, TableStore(snapshots_table), emitter, lambda: live.columns, owns_areas
+    )
+
+    async def snapshots_recovered() -> None:
+        freezer.recovered(list(snapshots_table.items()))
+        live.areas_version += 1
+
+    snapshots_table.on_recover(snapshots_recovered)
 
     def batch_runner(label: str, stage: Any, stores: Sequence[TableStore]) -> Runner:
         """Process, deliver the outputs, then commit and confirm the table writes; retry until done.
@@ -286,7 +304,9 @@ def register(
     async def views_areas(stream: faust.StreamT) -> None:
         async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
             records = [RawRecord.from_event(e) for e in events]
-            result = await run_areas(records)
+            async with freezer.lock:  # no week freezes between placing facts and storing the rows
+                result = await run_areas(records)
+                freezer.touched(result.weeks)
             live.dead_letters += result.dead
             if result.weeks:
                 live.areas_version += 1
@@ -296,7 +316,7 @@ def register(
         """Rebuild the area mirror from the recovered rows; the owner emits every week once more."""
         counts.reload((split_row_key(str(k)), v) for k, v in list(area_table.items()))
         live.areas_version += 1
-        if app.assignor.is_active(TP(area_table.changelog_topic.get_topic_name(), AREA_PARTITION)):
+        if owns_areas():
             emitter.mark_weeks(counts.weeks())
 
     area_table.on_recover(areas_recovered)
@@ -325,6 +345,8 @@ def register(
         # an emission holds in memory stays the same however many profiles changed (a restart
         # marks all of them). A failed job is re-queued and waits for the next tick.
         loop = asyncio.get_running_loop()
+        if not recovering() and await freezer.tick():
+            live.areas_version += 1
         for _ in range(MAX_JOBS_PER_TICK):
             if recovering():
                 return

@@ -16,6 +16,10 @@ nothing is pending), so what one emission allocates (snapshots, `Profile`s, enco
 sink's parameters) does not grow with the number of profiles marked at once, e.g. every profile
 after a restart. What was last published per area row is remembered as a small fingerprint (the
 counts as a tuple of ints), not as the record: rows are weeks x areas, and kept forever.
+
+Area rows are emitted only for FROZEN weeks (`streams.views.snapshots`): a marked week that is still
+open is dropped, and a frozen week always emits its one stored snapshot, so the topic and the sink
+never see two versions of a period.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from typing import Any
 from agents.views_reader import LiveViews
 from streams.deadletter import Output
 from streams.kafka.producer import DeliveringProducer
+from streams.privacy.disclosure import SuppressedTable
 from streams.views.avro import ViewSchemas, area_records, profile_record
 from streams.views.profiles import Profile
 from streams.views.sink import ViewsSink
-from streams.views.state import ViewsTopics, publish_week
+from streams.views.state import ViewsTopics
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ class EmitJob:
     profiles: dict[str, tuple[int, dict[str, Any] | None]] = field(default_factory=dict)
     profiles_topic: set[str] = field(default_factory=set)
     profiles_sink: set[str] = field(default_factory=set)
-    weeks: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    weeks: dict[str, SuppressedTable] = field(default_factory=dict)  # frozen snapshots only
     weeks_topic: set[str] = field(default_factory=set)
     weeks_sink: set[str] = field(default_factory=set)
     columns: list[str] = field(default_factory=list)
@@ -130,8 +135,13 @@ class Emitter:
             job.profiles_topic, job.profiles_sink = set(self._profiles_topic), set(self._profiles_sink)
             self._profiles_topic, self._profiles_sink = {}, {}
         job.profiles = {t: (p, live.profiles.get(t)) for t, p in tokens.items()}
-        job.weeks_topic, job.weeks_sink = set(self._weeks_topic), set(self._weeks_sink)
-        job.weeks = {w: live.counts.table(w) for w in job.weeks_topic | job.weeks_sink}
+        frozen = live.snapshots
+        job.weeks_topic = {w for w in self._weeks_topic if w in frozen}
+        job.weeks_sink = {w for w in self._weeks_sink if w in frozen}
+        for week in job.weeks_topic | job.weeks_sink:
+            table = frozen.get(week)
+            if table is not None:
+                job.weeks[week] = table
         self._weeks_topic, self._weeks_sink = set(), set()
         return job
 
@@ -150,9 +160,7 @@ class Emitter:
     def run(self, job: EmitJob) -> EmitOutcome:
         outcome = EmitOutcome()
         profiles = {t: Profile.from_dict(v) if v else None for t, (_, v) in job.profiles.items()}
-        published = {
-            w: publish_week(table, job.columns, job.threshold, job.round_to) for w, table in job.weeks.items()
-        }
+        published = job.weeks
         outputs: list[Output] = []
         try:
             for token in sorted(job.profiles_topic):
@@ -197,7 +205,8 @@ class Emitter:
         cols = tuple(c["factor"] for c in record["counts"])
         cols = self._columns.setdefault(cols, cols)
         counts = tuple(c["count"] for c in record["counts"])
-        return (cols, counts, record["total"], record["threshold"], record["round_to"])
+        settings = (record["threshold"], record["round_to"], record["zeros_hidden"])
+        return (cols, counts, record["total"], *settings)
 
 
 def now_iso() -> str:

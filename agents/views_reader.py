@@ -5,9 +5,14 @@ ones (suppressing a week, trends, the cohort ranking) are cached until the state
 bumps `LiveViews.profiles_version` / `areas_version` after each batch; a poll between batches gets
 the cached answer.
 
+Area tables and trends come only from the frozen snapshots of closed weeks
+(`streams.views.snapshots`), for every tier: the live counts are never served, so nothing a caller
+polls can be differenced. The topic and the PostgreSQL sink carry the same snapshots.
+
 Each worker holds only its own partitions of the person tables and, unless it owns the single
 area-facts partition, no area counts at all: `agents.views` routes `/api/persons/{token}` and the area
-endpoints to the worker that owns the data, and `top_cohort` ranks this worker's partitions only.
+endpoints to the worker that owns the data; `top_cohort` ranks this worker's partitions and
+`agents.views_cohort` merges the rankings of every worker.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any, Protocol
 
 from streams.views.factors import FactorDef
 from streams.views.profiles import Profile
-from streams.views.state import TableAreaCounts, publish_week
+from streams.views.snapshots import SnapshotLedger, SnapshotPolicy
+from streams.views.state import TableAreaCounts
 
 __all__ = ["LiveViews", "TableViewsReader"]
 
@@ -49,6 +55,7 @@ class LiveViews:
     last_emit_at: str | None = None
     pending: Callable[[], int] = field(default=lambda: 0)
     recovering: Callable[[], bool] = field(default=lambda: False)
+    snapshots: SnapshotLedger = field(default_factory=lambda: SnapshotLedger(SnapshotPolicy()))
 
     @property
     def columns(self) -> list[str]:
@@ -56,7 +63,8 @@ class LiveViews:
         return [n for n, f in self.factors.items() if not f.requires_linked_adult]
 
     def published(self, week: str) -> Any:
-        return publish_week(self.counts.table(week), self.columns, self.threshold, self.round_to)
+        """The frozen snapshot of a week, or None while it is open (never a live table)."""
+        return self.snapshots.get(week)
 
 
 class TableViewsReader:
@@ -83,19 +91,21 @@ class TableViewsReader:
 
     def areas(self, week: str | None) -> dict[str, Any]:
         def make() -> dict[str, Any]:
-            weeks = self.live.counts.weeks()
+            weeks = self.live.snapshots.weeks()
             chosen = week or (weeks[-1] if weeks else None)
-            if chosen is None:
+            table = self.live.published(chosen) if chosen else None
+            if table is None:  # nothing published for this week (yet): nothing is known, not zero
                 cols = self.live.columns
                 empty = {
                     "rows": [],
                     "cols": cols,
                     "cells": [],
                     "row_totals": [],
-                    "col_totals": [0] * len(cols),
+                    "col_totals": [None] * len(cols),
                 }
-                return {"week": None, "weeks": weeks, **empty, "total": 0, "threshold": self.live.threshold}
-            return {"week": chosen, "weeks": weeks, **self.live.published(chosen).to_dict()}
+                threshold = self.live.threshold
+                return {"week": chosen, "weeks": weeks, **empty, "total": None, "threshold": threshold}
+            return {"week": chosen, "weeks": weeks, **table.to_dict()}
 
         return dict(self._cached(("areas", week), make))
 
@@ -123,7 +133,7 @@ class TableViewsReader:
             "status": "recovering" if live.recovering() else "ok",
             "facts_applied": live.facts_applied,
             "profiles": len(live.profiles),
-            "weeks": len(live.counts.weeks()),
+            "weeks": len(live.snapshots),
             "last_fact_at": live.last_fact_at,
             "dead_letters": live.dead_letters,
             "last_emit_at": live.last_emit_at,
@@ -132,13 +142,13 @@ class TableViewsReader:
 
     def trend(self, factor: str) -> list[tuple[str, int | None]]:
         def make() -> dict[str, list[tuple[str, int | None]]]:
-            weeks = self.live.counts.weeks()
             out: dict[str, list[tuple[str, int | None]]] = {}
-            for week in weeks:
-                pub = self.live.published(week)
+            for week in self.live.snapshots.weeks():
+                pub = self.live.snapshots.get(week)
+                assert pub is not None
                 for col, total in zip(pub.cols, pub.col_totals, strict=True):
                     out.setdefault(col, []).append((week, total))
             return out
 
-        weeks = self.live.counts.weeks()
-        return list(self._cached(("trends",), make).get(factor, [(w, 0) for w in weeks]))
+        weeks = self.live.snapshots.weeks()
+        return list(self._cached(("trends",), make).get(factor, [(w, None) for w in weeks]))

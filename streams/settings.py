@@ -86,7 +86,15 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="Emit JSON log lines")
     log_level: str = Field("INFO", description="Log level")
     suppression_threshold: int = Field(10, ge=1, description="Small-number suppression threshold")
-    round_to: int = Field(0, ge=0, description="Round published counts to this base (0: no rounding)")
+    round_to: int = Field(5, ge=0, description="Round published counts to this base (0: no rounding)")
+    area_publish_lag_hours: float = Field(
+        72.0,
+        ge=0,
+        description="Area counts: hours after an ISO week closes before it is frozen and published",
+    )
+    area_quiet_seconds: float = Field(
+        600.0, ge=0, description="Area counts: a closed week freezes only after this long without a change"
+    )
     data_dir: Path = Field(ROOT / "var", description="Worker state (table stores, reports)")
 
     # Identity (streams.identity): who is asking, over HTTP and on the command line.

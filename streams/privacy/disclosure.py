@@ -22,6 +22,12 @@ Policy, and why:
   non-zero total always protects everything, so the loop terminates.
 - **Rounding** (optional, `round_to=5`): published values are rounded half up to the base after the
   suppression pattern is chosen on true values.
+- **Hidden zeros** (`hide_zeros=True`, what the frozen area snapshots use): every value below the
+  threshold, zero included, is suppressed, so "*" means "fewer than the threshold, possibly none".
+  A lone "*" among zeros then no longer says that someone exists there. The audit lets a
+  suppressed value go down to 0 instead of 1, and also requires every small suppressed value to
+  be consistent with 0 given everything published (`streams.privacy.disclosure_flow`): otherwise
+  the totals would prove that someone is there, and how many at least.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from streams.privacy.disclosure_flow import can_reach_zero
 
 Entry = tuple[int, int]
 
@@ -48,6 +56,7 @@ class SuppressedTable:
     total: int | None
     threshold: int
     round_to: int
+    zeros_hidden: bool = False
 
     def cell(self, row: str, col: str) -> int | None:
         return self.cells[self.rows.index(row)][self.cols.index(col)]
@@ -62,6 +71,7 @@ class SuppressedTable:
             "total": self.total,
             "threshold": self.threshold,
             "round_to": self.round_to,
+            "zeros_hidden": self.zeros_hidden,
         }
 
     @classmethod
@@ -75,6 +85,7 @@ class SuppressedTable:
             total=d["total"],
             threshold=int(d["threshold"]),
             round_to=int(d["round_to"]),
+            zeros_hidden=bool(d.get("zeros_hidden", False)),
         )
 
 
@@ -85,6 +96,7 @@ def suppress(
     *,
     rows: Sequence[str] | None = None,
     cols: Sequence[str] | None = None,
+    hide_zeros: bool = False,
 ) -> SuppressedTable:
     """Suppress `table` (row -> col -> count; missing = 0) for publication.
 
@@ -97,7 +109,7 @@ def suppress(
     row_keys = tuple(rows) if rows is not None else tuple(sorted(table))
     col_keys = tuple(cols) if cols is not None else tuple(sorted({c for r in table.values() for c in r}))
     grid = _extended(table, row_keys, col_keys)
-    hidden = _choose(grid, threshold)
+    hidden = _choose(grid, threshold, 0 if hide_zeros else 1)
     n_rows, n_cols = len(row_keys), len(col_keys)
 
     def pub(i: int, j: int) -> int | None:
@@ -112,6 +124,7 @@ def suppress(
         total=pub(n_rows, n_cols),
         threshold=threshold,
         round_to=round_to,
+        zeros_hidden=hide_zeros,
     )
 
 
@@ -132,18 +145,23 @@ def _extended(
     return grid
 
 
-def _choose(grid: list[list[int]], threshold: int) -> set[Entry]:
-    """The suppression pattern: primary, then complements until the audit finds nothing exposed."""
-    hidden = {(i, j) for i, r in enumerate(grid) for j, v in enumerate(r) if 0 < v < threshold}
+def _choose(grid: list[list[int]], threshold: int, floor: int) -> set[Entry]:
+    """The suppression pattern: primary, then complements until the audit finds nothing exposed.
+
+    `floor` is the least value a reader knows a suppressed entry has: 1 when zeros are published
+    (so every "*" is at least 1), 0 when zeros are suppressed too.
+    """
+    hidden = {(i, j) for i, r in enumerate(grid) for j, v in enumerate(r) if floor <= v < threshold}
     if not hidden:
         return hidden
     lines = _lines(len(grid), len(grid[0]))
+    small = {e for e in hidden if grid[e[0]][e[1]] > 0} if floor == 0 else set()
     while True:
         _pair_lines(grid, hidden, lines)
-        exposed = _first_exposed(grid, hidden)
+        exposed = _first_exposed(grid, hidden, floor, small)
         if exposed is None:
             return hidden
-        _protect(grid, hidden, exposed, lines)
+        _protect(grid, hidden, exposed, lines, floor, small)
 
 
 def _lines(n: int, m: int) -> list[list[Entry]]:
@@ -175,21 +193,34 @@ def _pair_lines(grid: list[list[int]], hidden: set[Entry], lines: list[list[Entr
                     changed = True
 
 
-def _first_exposed(grid: list[list[int]], hidden: set[Entry]) -> Entry | None:
-    adjacency = _adjacency(hidden)
+def _safe(grid: list[list[int]], hidden: set[Entry], e: Entry, floor: int, small: set[Entry]) -> bool:
+    """Is `e` neither recoverable nor (a small count) provably above zero?"""
+    if not _movable(grid, _adjacency(hidden), e, floor):
+        return False
+    return e not in small or can_reach_zero(grid, hidden, e)
+
+
+def _first_exposed(grid: list[list[int]], hidden: set[Entry], floor: int, small: set[Entry]) -> Entry | None:
     for e in sorted(hidden):
-        if not _movable(grid, adjacency, e):
+        if not _safe(grid, hidden, e, floor, small):
             return e
     return None
 
 
-def _protect(grid: list[list[int]], hidden: set[Entry], exposed: Entry, lines: list[list[Entry]]) -> None:
+def _protect(
+    grid: list[list[int]],
+    hidden: set[Entry],
+    exposed: Entry,
+    lines: list[list[Entry]],
+    floor: int,
+    small: set[Entry],
+) -> None:
     """Add the cheapest complement in the exposed entry's row or column that protects it."""
     r, c = exposed
     options = _candidates(grid, hidden, lines[r] + lines[len(grid) + c])
     for option in options:
         trial = hidden | {option}
-        if _movable(grid, _adjacency(trial), exposed):
+        if _safe(grid, trial, exposed, floor, small):
             hidden.add(option)
             return
     if options:
@@ -209,18 +240,18 @@ def _adjacency(hidden: set[Entry]) -> dict[tuple[str, int], list[int]]:
     return adj
 
 
-def _can_move(grid: list[list[int]], e: Entry, sign: int) -> bool:
-    """May entry `e` move by `sign` (in signed-line space) while every suppressed value stays >= 1?"""
+def _can_move(grid: list[list[int]], e: Entry, sign: int, floor: int) -> bool:
+    """May entry `e` move by `sign` (in signed-line space) while every suppressed value stays >= floor?"""
     n, m = len(grid) - 1, len(grid[0]) - 1
     flip = -1 if (e[0] == n) != (e[1] == m) else 1  # totals enter their line with a minus sign
-    return sign * flip > 0 or grid[e[0]][e[1]] >= 2
+    return sign * flip > 0 or grid[e[0]][e[1]] > floor
 
 
-def _movable(grid: list[list[int]], adj: dict[tuple[str, int], list[int]], e: Entry) -> bool:
+def _movable(grid: list[list[int]], adj: dict[tuple[str, int], list[int]], e: Entry, floor: int) -> bool:
     """Is there another feasible table that differs in entry `e`? (BFS for an alternating cycle.)"""
     r, c = e
     for sign in (1, -1):
-        if not _can_move(grid, e, sign):
+        if not _can_move(grid, e, sign, floor):
             continue
         seen_rows: set[int] = set()
         seen_cols = {c}
@@ -228,13 +259,13 @@ def _movable(grid: list[list[int]], adj: dict[tuple[str, int], list[int]], e: En
         while queue:
             col = queue.popleft()
             for row in adj.get(("c", col), ()):
-                if row in seen_rows or (row, col) == e or not _can_move(grid, (row, col), -sign):
+                if row in seen_rows or (row, col) == e or not _can_move(grid, (row, col), -sign, floor):
                     continue
                 if row == r:
                     return True
                 seen_rows.add(row)
                 for nxt in adj.get(("r", row), ()):
-                    if nxt not in seen_cols and _can_move(grid, (row, nxt), sign):
+                    if nxt not in seen_cols and _can_move(grid, (row, nxt), sign, floor):
                         seen_cols.add(nxt)
                         queue.append(nxt)
     return False

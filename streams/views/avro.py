@@ -84,6 +84,7 @@ def area_records(week: str, table: SuppressedTable, level: str) -> dict[str, dic
             "total": total,
             "threshold": table.threshold,
             "round_to": table.round_to,
+            "zeros_hidden": table.zeros_hidden,
         }
 
     out = {

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -32,7 +32,7 @@ from streams import metrics, topics
 from streams.deadletter import Output, RawRecord
 from streams.kafka import topology
 from streams.privacy.disclosure import SuppressedTable, suppress
-from streams.views.area_counts import AreaCounts, cells_of, event_keys, has_key
+from streams.views.area_counts import AreaCounts, Cell
 from streams.views.profiles import (
     HALF_LIFE_DAYS,
     MAX_CONTRIBUTIONS,
@@ -51,7 +51,7 @@ STAGE = "views"
 AREA_PARTITION = 0
 ROW_SEP = "|"
 MAX_HOPS = 16  # a move forwarded along this many merged tokens stops: a cycle (A->B, B->A) ends here
-_AREA_FIELDS = ("event_id", "subject_index", "factors", "area", "occurred_at")
+_AREA_FIELDS = ("event_id", "subject_index", "person_token", "factors", "area", "occurred_at")
 
 __all__ = [
     "AREA_PARTITION",
@@ -429,12 +429,6 @@ class ProfileStage:
             result.writes.append((self.tombs, partition, token, tomb))
 
 
-def _row_keys(keys: str | Iterable[str]) -> Iterator[int]:
-    if isinstance(keys, str):
-        return (int(keys[i : i + 16], 16) for i in range(0, len(keys), 16))
-    return (int(k, 16) for k in keys)
-
-
 def row_key(area: str, week: str) -> str:
     """Key of an area row, in the area table and on `views.area_counts`: "<area>|<week>"."""
     return f"{area}{ROW_SEP}{week}"
@@ -448,21 +442,20 @@ def split_row_key(key: str) -> tuple[str, str]:
 class TableAreaCounts(AreaCounts):
     """`AreaCounts` with row-level access, so a Faust table can hold one small value per (area, week).
 
-    A row value is `{factor: "<key hex><key hex>..."}`, the sorted 16-hex-digit event keys of the
-    cell run together (16 bytes an event; rows written before this were lists of hex strings, ~73
-    bytes an event, and still load); `row`/`load_row` convert between the two forms.
+    A row value is `{factor: "p<event hex><person hex>..."}` (`streams.views.area_counts.Cell`);
+    rows of event keys alone (a string of 16-hex-digit keys, or a list of them) still load.
     """
 
     def row(self, area: str, week: str) -> dict[str, str] | None:
         factors = self._weeks.get(week, {}).get(area)
         if not factors:
             return None
-        return {f: "".join(f"{k:016x}" for k in keys) for f, keys in sorted(factors.items())}
+        return {f: cell.to_hex() for f, cell in sorted(factors.items())}
 
     def load_row(self, area: str, week: str, value: Mapping[str, str | Iterable[str]] | None) -> None:
         areas = self._weeks.setdefault(week, {})
         if value:
-            areas[area] = {f: event_keys(_row_keys(keys)) for f, keys in value.items() if keys}
+            areas[area] = {f: Cell.from_hex(keys) for f, keys in value.items() if keys}
         else:
             areas.pop(area, None)
         if not areas.get(area):
@@ -485,7 +478,7 @@ class TableAreaCounts(AreaCounts):
             (area, week)
             for week, areas in self._weeks.items()
             for area, factors in areas.items()
-            if any(has_key(keys, key) for keys in factors.values())
+            if any(cell.has_event(key) for cell in factors.values())
         }
 
     def rows(self) -> Iterator[tuple[str, str]]:
@@ -505,8 +498,11 @@ class AreaResult:
 class AreaStage:
     """The one global aggregation: area facts into `TableAreaCounts`, one table row per (area, week)."""
 
-    def __init__(self, counts: TableAreaCounts, store: Store, topics: ViewsTopics) -> None:
+    def __init__(
+        self, counts: TableAreaCounts, store: Store, topics: ViewsTopics, frozen: Container[str] = ()
+    ) -> None:
         self.counts, self.store, self.topics = counts, store, topics
+        self.frozen = frozen  # published weeks: a fact of one counts in the next open week
         self._dirty: set[tuple[str, str]] = set()  # rows changed in the mirror, not yet in the table
 
     def process(self, records: Sequence[RawRecord]) -> AreaResult:
@@ -523,9 +519,7 @@ class AreaStage:
                 kind = doc.get("kind")
                 if kind == "fact":
                     _check_fact(doc)
-                    cells = cells_of(doc, self.counts.level)
-                    if self.counts.apply(doc):
-                        dirty.update((area, week) for area, week, _ in cells)
+                    dirty.update((area, week) for area, week, _ in self.counts.place(doc, self.frozen))
                     result.applied += 1
                 elif kind == "retract":
                     for event_id in _event_ids(doc):

@@ -1,4 +1,4 @@
-"""Area counts: distinct events per (area, week, factor), idempotent, published only suppressed."""
+"""Area counts: distinct PEOPLE per (area, week, factor), idempotent, frozen weeks left alone."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def _fact(
     district: str | None = "RG1",
     subject_index: int = 0,
     when: str = "2026-03-12T10:00:00+00:00",
+    person: str | None = None,
 ) -> dict[str, Any]:
     return {
         "event_id": event_id,
+        "person_token": person,
         "subject_index": subject_index,
         "occurred_at": when,
         "factors": factors,
@@ -40,17 +42,43 @@ def test_cells_of_fact() -> None:
     assert cells_of(_fact("e1", ["a"], district=None))[0][0] == UNKNOWN_AREA
 
 
-def test_distinct_events_and_idempotent() -> None:
+def test_distinct_people_and_idempotent() -> None:
     counts = AreaCounts()
     assert counts.apply(_fact("e1", ["weapon_carrying"], subject_index=0))
-    assert not counts.apply(_fact("e1", ["weapon_carrying"], subject_index=1))  # same event, second person
+    assert counts.apply(_fact("e1", ["weapon_carrying"], subject_index=1))  # same event, second person
     assert not counts.apply(_fact("e1", ["weapon_carrying"], subject_index=0))  # replay
     assert counts.apply(_fact("e1", ["school_exclusion"], subject_index=1))
     counts.apply(_fact("e2", ["weapon_carrying"], district="OX4"))
     assert counts.table("2026-W11") == {
-        "RG1": {"weapon_carrying": 1, "school_exclusion": 1},
+        "RG1": {"weapon_carrying": 2, "school_exclusion": 1},
         "OX4": {"weapon_carrying": 1},
     }
+
+
+def test_one_person_with_many_events_counts_once() -> None:
+    """Finding 5: one person with 10 events was published as 10."""
+    counts = AreaCounts.of(_fact(f"e{i}", ["cse"], person="p.alice") for i in range(12))
+    assert counts.table("2026-W11") == {"RG1": {"cse": 1}}
+    counts.apply(_fact("x", ["cse"], person="p.bob"))
+    assert counts.table("2026-W11") == {"RG1": {"cse": 2}}
+    assert counts.retract("e3")  # erasing one of alice's events: she is still there by the others
+    assert counts.table("2026-W11") == {"RG1": {"cse": 2}}
+    for i in range(12):
+        counts.retract(f"e{i}")
+    assert counts.table("2026-W11") == {"RG1": {"cse": 1}}
+
+
+def test_a_fact_of_a_frozen_week_counts_in_the_next_open_week_once() -> None:
+    counts = AreaCounts()
+    late = _fact("late", ["cse"], person="p.carol")  # 2026-W11
+    frozen = {"2026-W11", "2026-W12"}
+    assert counts.place(late, frozen) == [("RG1", "2026-W13", "cse")]
+    assert counts.place(late, frozen) == []  # replay
+    assert counts.place(late, {*frozen, "2026-W13"}) == []  # replayed after W13 froze: still once
+    assert counts.weeks() == ["2026-W13"]
+    assert counts.place(_fact("on-time", ["cse"]), set()) == [("RG1", "2026-W11", "cse")]
+    year_end = _fact("ye", ["cse"], when="2026-12-30T10:00:00Z")  # 2026-W53
+    assert counts.place(year_end, {"2026-W53"}) == [("RG1", "2027-W01", "cse")]
 
 
 def test_retract_and_prune() -> None:
@@ -120,8 +148,8 @@ def test_order_and_duplicates_do_not_matter(raw: list[tuple[int, int, str | None
     rnd.shuffle(replay)
     assert AreaCounts.of(replay).table("2026-W11") == once.table("2026-W11")
     expected: dict[str, dict[str, int]] = {}
-    for event_id, district in first.items():
-        cell = expected.setdefault(district or UNKNOWN_AREA, {})
+    for event_id, _index in sorted({(f["event_id"], f["subject_index"]) for f in facts}):
+        cell = expected.setdefault(first[event_id] or UNKNOWN_AREA, {})
         factor = "f" + str(int(event_id[1:]) % 3)
-        cell[factor] = cell.get(factor, 0) + 1
+        cell[factor] = cell.get(factor, 0) + 1  # each unlinked subject of an event is one person
     assert once.table("2026-W11") == expected

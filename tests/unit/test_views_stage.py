@@ -176,12 +176,12 @@ def test_bad_records_are_dead_lettered_with_a_reason() -> None:
     assert counts(profiles, "p.a") == {"weapon_carrying": 1}  # the good record still counted
 
 
-def test_area_stage_counts_distinct_events_per_row_and_erases() -> None:
+def test_area_stage_counts_distinct_people_per_row_and_erases() -> None:
     store = MemoryStore()
     area = AreaStage(TableAreaCounts("district"), store, NAMES)
     facts = [
         fact("e1", "p.a", ["weapon_carrying"], index=0),
-        fact("e1", "p.b", ["weapon_carrying"], index=1),  # same event, second person: one event
+        fact("e1", "p.b", ["weapon_carrying"], index=1),  # same event, second person: two people
         fact("e2", None, ["weapon_carrying", "school_exclusion"], district="RG2"),
         fact("e3", "p.c", ["school_exclusion"], at="2026-03-17T09:00:00+00:00"),
     ]
@@ -196,7 +196,7 @@ def test_area_stage_counts_distinct_events_per_row_and_erases() -> None:
         area.counts.table("2026-W11")
         == expected.table("2026-W11")
         == {
-            "RG1": {"weapon_carrying": 1},
+            "RG1": {"weapon_carrying": 2},
             "RG2": {"weapon_carrying": 1, "school_exclusion": 1},
         }
     )
@@ -210,7 +210,7 @@ def test_area_stage_counts_distinct_events_per_row_and_erases() -> None:
     assert rebuilt.to_dict() == area.counts.to_dict()
     area.commit(area.process([rec({"kind": "retract", "event_ids": ["e2"]}, "e2", NAMES.area_facts)]))
     assert row_key("RG2", "2026-W11") not in store.data and area.counts.table("2026-W11") == {
-        "RG1": {"weapon_carrying": 1}
+        "RG1": {"weapon_carrying": 2}
     }
     published = publish_week({"RG1": {"weapon_carrying": 1}}, ["school_exclusion"], 10, 0)
     assert (
@@ -226,3 +226,18 @@ def test_view_schemas_stay_out_of_the_event_catalogue() -> None:
     ]
     names = set(load_catalogue().event_types)
     assert names and not any(n.startswith("views.") for n in names)
+
+
+def test_area_stage_counts_a_fact_of_a_published_week_in_the_next_open_week() -> None:
+    store = MemoryStore()
+    frozen = {"2026-W11"}
+    area = AreaStage(TableAreaCounts("district"), store, NAMES, frozen=frozen)
+    late = rec(fact("late", "p.a", ["weapon_carrying"]), "late", NAMES.area_facts)  # 2026-W11
+    result = area.process([late])
+    area.commit(result)
+    assert result.weeks == {"2026-W12"} and set(store.data) == {row_key("RG1", "2026-W12")}
+    assert area.counts.table("2026-W11") == {} and area.counts.table("2026-W12") == {
+        "RG1": {"weapon_carrying": 1}
+    }
+    frozen.add("2026-W12")
+    assert area.process([late]).weeks == set()  # a replay finds it where it was counted
