@@ -39,8 +39,8 @@ jobs of at most `EMIT_BATCH` profiles (memory of an emission does not grow with 
 HTTP: the `agents.web` routes are mounted on Faust's web server over `TableViewsReader`; requests
 for a person token or for the area tables that this worker does not own are proxied to the worker
 that does (owner of the key's changelog partition in Faust's assignment; the partition of a token is
-CRC32 % partitions, librdkafka's default partitioner, which produced it). `/api/cohort` ranks only
-the partitions of the worker asked.
+CRC32 % partitions, librdkafka's default partitioner, which produced it). `/api/cohort` ranks
+every worker's partitions, merged by the worker asked (`agents.views_cohort`).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from aiohttp import web
 from faust.types import TP
 
 from agents import recovery_fix
+from agents.views_cohort import cohort_across_workers
 from agents.views_emit import EMIT_BATCH, Emitter, now_iso
 from agents.views_reader import LiveViews, TableViewsReader
 from agents.views_snapshots import AREA_SNAPSHOTS, SnapshotFreezer
@@ -427,7 +428,12 @@ def _mount_web(app: faust.App, reader: TableViewsReader, profiles: Any, areas: A
     mounted = []
     for route in routes(reader):
         owner = owners.get(route.path)
-        if owner is not None:
+        if route.path == "/api/cohort":  # every worker's partitions, merged by the worker asked
+            merged = cohort_across_workers(
+                app, cast(Handler, route.handler), profiles, partitions, ROUTED_HEADER
+            )
+            route = web.RouteDef(route.method, route.path, merged, route.kwargs)
+        elif owner is not None:
             handler = cast(Handler, route.handler)
             route = web.RouteDef(route.method, route.path, _routed(app, handler, owner), route.kwargs)
         mounted.append(route)

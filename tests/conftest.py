@@ -73,6 +73,7 @@ def settings_factory(
             "keyring_path": base / "keyring.json",
             "data_dir": base / "var",
             "consumer_group": f"sb-test-{uuid.uuid4().hex[:8]}",
+            "area_quiet_seconds": 3.0,  # closed weeks publish 3 s after their last change
         }
         values.update(overrides)
         return Settings(**values)
@@ -131,6 +132,7 @@ class StackPool:
             "keyring_path": base / "keyring.json",
             "data_dir": base / "var",
             "consumer_group": "sharingbus",
+            "area_quiet_seconds": 3.0,  # closed weeks publish 3 s after their last change
         }
         values.update(overrides)
         settings = Settings(**values)

@@ -2,7 +2,8 @@
 
 The broker's topics are shared by the test session, so everything here is told apart by its own
 person tokens, area codes and a week nobody else uses (suppression runs per week, so the published
-table of that week holds only this test's facts).
+table of that week holds only this test's facts). The weeks are long closed, so each is frozen and
+published once, 3 s after its last change (the tests' `area_quiet_seconds`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +24,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from agents.views import SERVED_BY_HEADER, token_partition
+from agents.views import ROUTED_HEADER, SERVED_BY_HEADER, token_partition
 from streams import topics
 from streams.deadletter import header
 from streams.kafka.admin import partition_counts
@@ -32,8 +33,10 @@ from streams.kafka.topology import VIEWS_PROFILE_MOVES
 from streams.privacy.keys import KeyRing
 from streams.settings import Settings
 from streams.views.factors import load_factors
+from streams.views.periods import next_week
 from streams.views.sink import area_rows
-from streams.views.state import publish_week, row_key
+from streams.views.snapshots import SnapshotPolicy, snapshot
+from streams.views.state import row_key
 from tests.support.stack import reader_config
 from tests.workers import WorkerProcess, discard, start_worker
 
@@ -58,13 +61,16 @@ class Scenario:
     """A unique week with three areas, two people (B merges into A), area-only facts and bad records."""
 
     def __init__(self) -> None:
-        # One of 19 x 50 future weeks (full weight), never one an earlier scenario of this session had:
-        # the tests share link.person, and a week's area table counts every fact of that week.
-        slot = uuid.uuid4().int % 950
+        # A Wednesday of one of 70 closed weeks two to four years ago (older than any simulation, recent
+        # enough to score above 0.00), never one an earlier scenario of this session had, nor the week
+        # after it, where late facts go: the tests share link.person, and a week's area table counts
+        # every fact of that week.
+        slot = uuid.uuid4().int % 70
         while slot in _WEEKS_USED:
-            slot = (slot + 1) % 950
+            slot = (slot + 1) % 70
         _WEEKS_USED.add(slot)
-        self.day = date.fromisocalendar(2080 + slot % 19, 1 + slot // 19, 3)
+        start = date.today() - timedelta(days=4 * 365)
+        self.day = start - timedelta(days=start.weekday()) + timedelta(days=14 * slot + 2)
         self.week = f"{self.day.isocalendar()[0]}-W{self.day.isocalendar()[1]:02d}"
         uid = uuid.uuid4().hex[:8].upper()
         self.x, self.y, self.z = f"X{uid}", f"Y{uid}", f"Z{uid}"
@@ -116,9 +122,9 @@ class Scenario:
         return recs
 
     def raw_counts(self) -> dict[str, dict[str, int]]:
-        """Distinct events per area and factor, worked out by hand."""
+        """Distinct people per area and factor, worked out by hand (A twice in X is one person)."""
         return {
-            self.x: {"weapon_carrying": 6, "school_exclusion": 1, "gang_association": 1},
+            self.x: {"weapon_carrying": 5, "school_exclusion": 1, "gang_association": 1},
             self.y: {"school_exclusion": 1, "weapon_carrying": 1},
             self.z: {"school_exclusion": 4},
         }
@@ -189,7 +195,9 @@ def test_views_agent_end_to_end(
     columns = [
         n for n, f in load_factors(settings.factors_path).factors.items() if not f.requires_linked_adult
     ]
-    expected_table = publish_week(s.raw_counts(), columns, THRESHOLD, settings.round_to).to_dict()
+    policy = SnapshotPolicy(threshold=THRESHOLD, round_to=settings.round_to)
+    assert settings.round_to == 5  # rounding is on by default
+    expected_table = snapshot(s.raw_counts(), columns, policy).to_dict()
     worker = start_worker(settings, tmp_path / "logs", name="views", wait=False)
     try:
         _produce(settings, topics.LINK_PERSON, s.records())
@@ -211,7 +219,7 @@ def test_views_agent_end_to_end(
         assert _get(worker, f"/api/persons/{s.b}").status_code == 404
         assert _get(worker, f"/api/persons/{s.stranger}").status_code == 404
 
-        # --- HTTP: the area table of the week is the suppressed one, nothing small is shown -------------
+        # --- HTTP: the area table of the week is the frozen snapshot, nothing small (or zero) is shown ---
         areas = _wait(
             "the week's areas", lambda: (r := _get(worker, f"/api/areas?week={s.week}").json())["rows"] and r
         )
@@ -219,7 +227,7 @@ def test_views_agent_end_to_end(
         assert {k: areas[k] for k in expected_table} == expected_table
         assert areas["cells"][areas["rows"].index(s.y)][areas["cols"].index("weapon_carrying")] is None
         shown = [v for row in areas["cells"] for v in row] + areas["row_totals"] + areas["col_totals"]
-        assert all(v is None or v == 0 or v >= THRESHOLD for v in shown)
+        assert all(v is None or v >= THRESHOLD for v in shown)
         assert any(v is not None and v >= THRESHOLD for v in shown)
         trend = dict(map(tuple, _get(worker, "/api/trends").json()["trends"]["weapon_carrying"]))
         assert trend[s.week] == areas["col_totals"][areas["cols"].index("weapon_carrying")]
@@ -267,7 +275,7 @@ def test_views_agent_end_to_end(
                 return bool(rows)
 
             _wait("the PostgreSQL sink", sunk)
-            pub = publish_week(s.raw_counts(), columns, THRESHOLD, settings.round_to)
+            pub = snapshot(s.raw_counts(), columns, policy)
             rows = conn.execute(
                 "SELECT area, week, factor, count, suppressed FROM area_counts WHERE week = %s", (s.week,)
             ).fetchall()
@@ -323,16 +331,32 @@ def test_views_agent_end_to_end(
             "gang_association": 1,
         }
         assert _get(worker, f"/api/persons/{s.b}").status_code == 404
-        raw = s.raw_counts()
-        raw[s.x]["weapon_carrying"] += 1
-        expected_after = publish_week(raw, columns, THRESHOLD, settings.round_to).to_dict()
-        assert expected_after != expected_table
+        # The week is published: the new fact (and none of the replays) counts in the week after it,
+        # which is frozen and published in its turn; the first week never changes on any output.
+        later = next_week(s.week)
+        expected_later = snapshot({s.x: {"weapon_carrying": 1}}, columns, policy).to_dict()
 
-        def recounted() -> bool:
-            table = _get(worker, f"/api/areas?week={s.week}").json()
-            return {k: table[k] for k in expected_after} == expected_after
+        def counted_later() -> bool:
+            table = _get(worker, f"/api/areas?week={later}").json()
+            return {k: table.get(k) for k in expected_later} == expected_later
 
-        _wait("the area count of the new fact", recounted, worker=worker)
+        _wait("the new fact in the following week", counted_later, worker=worker)
+        assert _get(worker, f"/api/areas?week={s.week}").json()["cells"] == areas["cells"]
+        deserializer = AvroDeserializer(SchemaRegistryClient(settings.registry_config()))
+        versions: dict[str, set[str]] = {}
+        for msg in read_to_end(reader_config(settings), topics.VIEWS_AREA_COUNTS, timeout=30.0):
+            key = (msg.key() or b"").decode()
+            if key in row_keys:
+                ctx = SerializationContext(topics.VIEWS_AREA_COUNTS, MessageField.VALUE)
+                versions.setdefault(key, set()).add(
+                    json.dumps(deserializer(msg.value(), ctx), sort_keys=True)
+                )
+        assert versions.keys() == row_keys and all(len(v) == 1 for v in versions.values()), versions
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute(
+                "SELECT area, week, factor, count, suppressed FROM area_counts WHERE week = %s", (s.week,)
+            ).fetchall()
+        assert sorted(rows, key=str) == sorted(area_rows(s.week, pub), key=str)
     finally:
         discard(worker)
 
@@ -375,5 +399,18 @@ def test_keyed_views_are_answered_by_the_owning_worker(
         areas = [_get(w, f"/api/areas?week={s.week}") for w in (first, second)]
         assert areas[0].json() == areas[1].json() and areas[0].json()["rows"] == [s.x]
         assert [r.headers.get(SERVED_BY_HEADER) is None for r in areas].count(True) == 1
+
+        # --- one cohort across workers (finding 6): either worker ranks every partition ---------------
+        local = [
+            httpx.get(f"{w.url}/api/cohort?n=100", headers={**INDIVIDUAL, ROUTED_HEADER: "1"}, timeout=5.0)
+            for w in (first, second)
+        ]
+        parts = [r.json()["cohort"] for r in local]  # each worker's own partitions only
+        mine = [{e["person_token"] for e in part} & set(tokens.values()) for part in parts]
+        assert mine[0] and mine[1] and not mine[0] & mine[1]  # our people are split between the two
+        want = sorted((e for part in parts for e in part), key=lambda e: (-e["score"], e["person_token"]))
+        cohorts = [_get(w, "/api/cohort?n=100").json() for w in (first, second)]
+        assert cohorts[0]["cohort"] == cohorts[1]["cohort"] == want[:100]
+        assert set(tokens.values()) <= {e["person_token"] for e in cohorts[0]["cohort"]} or len(want) > 100
     finally:
         discard(first, second)

@@ -178,6 +178,7 @@ def open_stack(
             "keyring_path": root / "keyring.json",
             "data_dir": root / "var",
             "consumer_group": f"sb-rel-{uuid.uuid4().hex[:8]}",
+            "area_quiet_seconds": 3.0,  # closed weeks publish 3 s after their last change
             "agreements_dir": agreements_dir or REPO / "agreements",
         }
         values.update(overrides)
