@@ -72,6 +72,6 @@ class SnapshotFreezer:
 
     def recovered(self, items: Iterable[tuple[Any, Any]]) -> None:
         """Reload the stored snapshots (table recovery); the owner emits each of them once more."""
-        self.ledger.reload((str(k), v) for k, v in items)
+        self.ledger.reload(((str(k), v) for k, v in items), self.clock())
         if self.owns_areas():
             self.emitter.mark_weeks(self.ledger.weeks())

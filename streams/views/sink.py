@@ -2,7 +2,9 @@
 
 Only what may leave the bus is written: pseudonymous profiles (person tokens, factors, advisory
 scores with their explanation) and area counts AFTER suppression (`count` is NULL where suppressed;
-raw small counts never reach the database). Margins are stored under the area/factor `ALL`.
+raw small counts never reach the database). Margins are stored under the area/factor `ALL`. The
+worker writes only the frozen snapshots of closed weeks (`streams.views.snapshots`), the same tables
+the topic and the API carry, and every table is checked (`check_published`) before it is written.
 
 Every write is an idempotent batched upsert (`INSERT ... ON CONFLICT DO UPDATE`, psycopg 3
 `executemany`) in one transaction, and rows that no longer exist (a factor retracted by erasure, an
@@ -22,6 +24,7 @@ from psycopg.types.json import Jsonb
 from streams.errors import SharingBusError
 from streams.privacy.disclosure import SuppressedTable
 from streams.views.profiles import Profile
+from streams.views.snapshots import check_published
 
 __all__ = ["MARGIN", "ViewsSink"]
 
@@ -155,6 +158,7 @@ class ViewsSink:
 
     def upsert_area_table(self, week: str, table: SuppressedTable) -> int:
         """Write one week's published table; cells that are no longer in it are deleted."""
+        check_published(table)  # a small number never reaches the database, whatever the caller did
         rows = area_rows(week, table)
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:

@@ -162,7 +162,13 @@ class SnapshotLedger:
         check_published(table)
         self._frozen[week] = table
 
-    def reload(self, items: Iterable[tuple[str, Mapping[str, Any] | None]]) -> None:
+    def reload(
+        self, items: Iterable[tuple[str, Mapping[str, Any] | None]], now: datetime | None = None
+    ) -> None:
+        """Replace the frozen weeks (table recovery). Every open week waits `quiet` again from `now`:
+        a worker that has just taken the counts over does not know when they last changed."""
         self._frozen = {}
         for week, doc in items:
             self.load(week, doc)
+        self._touched.clear()
+        self._started = now or datetime.now(UTC)

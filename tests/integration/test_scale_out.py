@@ -11,12 +11,14 @@ Everything is compared with a reference computed in this process from the same i
 - linkage: `agents.linker.LinkerStage` over `link.identifiers` in its (single-partition) order must
   give exactly the facts and merges on `link.person`.
 - views: profiles and area counts from those `link.person` records with the library functions
-  (`streams.views.profiles`, `streams.views.area_counts`, `streams.views.state.publish_week`), order-free: a
+  (`streams.views.profiles`, `streams.views.area_counts`, `streams.views.snapshots.snapshot`), order-free: a
   merged token's facts end up on the token it merged into. Both workers must answer every person
   token ever named on `link.person` (200 with exactly the reference profile, or 404 for a token
   merged away or without factors), every week's area table, and agree with each other; the
   PostgreSQL sink and the compacted `views.person_profile` topic must hold the same complete set.
-The suppression threshold is 1 so the area comparison is of exact counts. The stream ends with
+The suppression threshold is 1 and rounding is off so the area comparison is of exact counts; every
+closed week is frozen once its counts have been quiet for a minute, after the whole stream has been
+counted, so the frozen tables are the reference's (docs/disclosure-control.md). The stream ends with
 records that make the linker merge people first seen as two (`stream`), after the second worker has
 joined, so profiles move between partitions, and workers, once the work is split.
 """
@@ -32,7 +34,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,9 +59,10 @@ from streams.registry.client import RegistrySchemas, registry_client
 from streams.settings import Settings
 from streams.views.area_counts import AreaCounts
 from streams.views.factors import load_factors
+from streams.views.periods import is_closed
 from streams.views.profiles import Profile, apply_fact, parse_time, rescore
 from streams.views.sink import area_rows
-from streams.views.state import publish_week
+from streams.views.snapshots import SnapshotPolicy, snapshot
 from tests.support.stack import (
     Published,
     Publishers,
@@ -362,7 +365,7 @@ def served_areas(client: httpx.Client, workers: Sequence[WorkerProcess], weeks: 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    with open_stack(tmp_path / "bus", suppression_threshold=1) as s:
+    with open_stack(tmp_path / "bus", suppression_threshold=1, round_to=0, area_quiet_seconds=60) as s:
         yield s
 
 
@@ -475,13 +478,26 @@ def test_two_workers_on_four_partitions_lose_nothing_and_serve_correct_views(
     weights, half_life = catalogue_factors.weights(), catalogue_factors.catalogue.half_life_days
     columns = [n for n, f in catalogue_factors.factors.items() if not f.requires_linked_adult]
     weeks = views.areas.weeks()
-    threshold, round_to = settings.suppression_threshold, settings.round_to
-    tables = {week: publish_week(views.areas.table(week), columns, threshold, round_to) for week in weeks}
-    want_areas = {week: {"week": week, "weeks": weeks, **table.to_dict()} for week, table in tables.items()}
+    policy = SnapshotPolicy.from_settings(settings)
+    frozen = [w for w in weeks if is_closed(w, datetime.now(UTC), policy.lag)]
+    tables = {week: snapshot(views.areas.table(week), columns, policy) for week in frozen}
+    unpublished = {
+        "rows": [],
+        "cols": columns,
+        "cells": [],
+        "row_totals": [],
+        "col_totals": [None] * len(columns),
+        "total": None,
+        "threshold": policy.threshold,
+    }
+    want_areas = {
+        week: {"week": week, "weeks": frozen, **(tables[week].to_dict() if week in tables else unpublished)}
+        for week in weeks
+    }
     workers = [first, second]
     with httpx.Client(timeout=10.0) as client:
         areas = eventually(
-            lambda: served_areas(client, workers, weeks), lambda got: got == [want_areas] * 2, 90, 2.0
+            lambda: served_areas(client, workers, weeks), lambda got: got == [want_areas] * 2, 240, 2.0
         )
         assert areas[0] == want_areas
         assert areas[1] == want_areas

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from streams.privacy.disclosure import SuppressedTable
 from streams.views.area_counts import AreaCounts
 from streams.views.profiles import Profile, apply_fact, rescore, retract
 from streams.views.sink import MARGIN, ViewsSink
+from streams.views.snapshots import DisclosureError
 
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
 WEIGHTS = {"weapon_carrying": 3.0, "school_exclusion": 2.0}
@@ -160,3 +162,13 @@ def test_a_person_profiles_table_from_before_truncated_at_gains_the_column() -> 
         ]
     finally:
         drop_database(dsn)
+
+
+def test_a_table_with_a_small_published_value_never_reaches_the_database(
+    sink: ViewsSink, pg_dsn: str
+) -> None:
+    label = f"2026-W11-{uuid.uuid4().hex[:8]}"
+    leaky = SuppressedTable(("RG1",), ("weapon_carrying",), ((3,),), (3,), (3,), 3, 10, 0)
+    with pytest.raises(DisclosureError):
+        sink.upsert_area_table(label, leaky)
+    assert _rows(pg_dsn, "SELECT 1 FROM area_counts WHERE week=%s", label) == []

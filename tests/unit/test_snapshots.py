@@ -68,8 +68,11 @@ def test_a_frozen_week_is_published_once_and_never_again() -> None:
     assert ledger.get("2026-W11") == first
     assert "2026-W11" in ledger and ledger.due(["2026-W11"], T0 + timedelta(days=400)) == []
     back = SnapshotLedger(SnapshotPolicy(), started=T0)
-    back.reload([("2026-W11", first.to_dict())])
+    later = T0 + timedelta(days=100)
+    back.reload([("2026-W11", first.to_dict())], now=later)
     assert back.get("2026-W11") == first and back.weeks() == ["2026-W11"]
+    assert back.due(["2026-W12"], later + timedelta(minutes=9)) == []  # a new owner waits `quiet`
+    assert back.due(["2026-W12"], later + timedelta(minutes=10)) == ["2026-W12"]
 
 
 def test_check_published_refuses_small_values_and_visible_zeros() -> None:
