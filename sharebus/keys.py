@@ -1,4 +1,4 @@
-"""`sharebus keys`: rotate and list pseudonymisation keys. Prints key ids, never secrets."""
+"""`sharebus keys`: rotate, retire and list pseudonymisation keys. Prints key ids, never secrets."""
 
 from __future__ import annotations
 
@@ -31,6 +31,31 @@ def rotate(keyring: Path | None = _KEYRING) -> None:
         typer.echo(KeyRing.load(path).rotate(path))
     except ConfigurationError as exc:
         fail(str(exc))
+
+
+@keys_app.command("retire")
+def retire(
+    kid: str = typer.Argument(..., help="Key id to remove for good"), keyring: Path | None = _KEYRING
+) -> None:
+    """Remove a key id whose tokens nobody needs recomputed (docs/operations.md, "Keys").
+
+    Refused for the active key and for the key linkage is pinned to: retiring it would give every
+    person new linkage tokens and split every linked cluster.
+    """
+    path = _path(keyring)
+    settings = get_settings()
+    try:
+        ring = KeyRing.load(path)
+        linkage = settings.linkage_key_id or (ring.ids[0] if ring.ids else None)
+        if kid == linkage and kid in ring.ids:
+            fail(
+                f"key {kid!r} is the linkage key (SHARINGBUS_LINKAGE_KEY_ID, default the first key): "
+                "pin linkage to another key and re-link first (docs/linkage.md)"
+            )
+        ring.retire(kid, path)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    typer.echo(f"retired {kid}")
 
 
 @keys_app.command("list")

@@ -23,7 +23,7 @@ import re
 import secrets
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -102,11 +102,12 @@ def _now() -> str:
 class KeyRing:
     """Key ids -> secrets, one of them active (used for new tokens); others kept to recompute old ones."""
 
-    def __init__(self, keys: Mapping[str, _Key], active: str) -> None:
+    def __init__(self, keys: Mapping[str, _Key], active: str, retired: Iterable[str] = ()) -> None:
         if active not in keys:
             raise ConfigurationError(f"active key {active!r} is not in the key ring")
         self._keys: dict[str, _Key] = dict(keys)
         self._active = active
+        self._retired = [k for k in retired if k not in self._keys]  # ids never to be issued again
         self._macs: dict[tuple[str, str, str], hmac.HMAC] = {}  # (kid, domain, kind) -> primed HMAC
 
     # --- construction -----------------------------------------------------------------------------
@@ -157,7 +158,10 @@ class KeyRing:
         active = doc.get("active")
         if active not in keys:
             raise ConfigurationError(f"{path}: 'active' must name one of the keys")
-        return cls(keys, active)
+        retired = doc.get("retired", [])
+        if not isinstance(retired, list):
+            raise ConfigurationError(f"{path}: 'retired' must be a list of key ids")
+        return cls(keys, active, [_check_kid(k, str(path)) for k in retired])
 
     @classmethod
     def from_spec(cls, spec: str, active: str | None = None) -> KeyRing:
@@ -193,13 +197,15 @@ class KeyRing:
         """Write atomically with mode 0600 (the file holds the secrets)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        doc = {
+        doc: dict[str, Any] = {
             "active": self._active,
             "keys": {
                 kid: {"secret": base64.b64encode(k.secret).decode("ascii"), "created": k.created}
                 for kid, k in self._keys.items()
             },
         }
+        if self._retired:
+            doc["retired"] = self._retired
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             os.fchmod(fd, 0o600)
@@ -213,13 +219,29 @@ class KeyRing:
 
     def rotate(self, path: Path | str | None = None) -> str:
         """Add a fresh key, make it active, keep the old ones; save to `path` if given. Returns its id."""
-        numbers = [int(k[1:]) for k in self._keys if re.fullmatch(r"k[0-9]+", k)]
+        numbers = [int(k[1:]) for k in [*self._keys, *self._retired] if re.fullmatch(r"k[0-9]+", k)]
         kid = f"k{max(numbers, default=0) + 1}"
         self._keys[kid] = _Key(secrets.token_bytes(32), _now())
         self._active = kid
         if path is not None:
             self.save(path)
         return kid
+
+    def retire(self, kid: str, path: Path | str | None = None) -> None:
+        """Remove `kid` (never the active one) and remember its id so it is never issued again:
+        a new secret under an old id would make different pseudonyms look alike. Saves to `path`."""
+        self._entry(kid)
+        if kid == self._active:
+            raise ConfigurationError(f"key {kid!r} is active: rotate to a new key before retiring it")
+        del self._keys[kid]
+        self._retired.append(kid)
+        self._macs = {k: m for k, m in self._macs.items() if k[0] != kid}
+        if path is not None:
+            self.save(path)
+
+    @property
+    def retired(self) -> list[str]:
+        return list(self._retired)
 
     # --- access -------------------------------------------------------------------------------------
 

@@ -353,3 +353,48 @@ def test_cli_rotate_and_list(tmp_path: Path) -> None:
 def test_cli_list_missing_file_fails(tmp_path: Path) -> None:
     result = CliRunner().invoke(_cli(), ["keys", "list", "--keyring", str(tmp_path / "none.json")])
     assert result.exit_code == 1 and "not found" in result.output and "sharebus keys rotate" in result.output
+
+
+def test_retire_removes_a_key_for_good(tmp_path: Path) -> None:
+    path = tmp_path / "ring.json"
+    ring = KeyRing.load_or_create(path)
+    ring.rotate(path)
+    ring.rotate(path)  # k1 k2 k3, k3 active
+    ring.retire("k2", path)
+    reloaded = KeyRing.load(path)
+    assert reloaded.ids == ["k1", "k3"] and reloaded.retired == ["k2"]
+    with pytest.raises(ConfigurationError, match="'k2' is not in the key ring"):
+        pseudonym(reloaded, "d", "upn", "x", kid="k2")  # nothing is tokenised under a retired key
+    with pytest.raises(ConfigurationError, match="rotate to a new key before retiring it"):
+        reloaded.retire("k3")
+    reloaded.retire("k1", path)
+    assert reloaded.rotate(path) == "k4"  # a retired id is never issued again
+    assert KeyRing.load(path).retired == ["k2", "k1"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_retire_never_reissues_the_highest_id(tmp_path: Path) -> None:
+    path = tmp_path / "ring.json"
+    write_ring(path, active="k1")  # k1 (active) and k2
+    ring = KeyRing.load(path)
+    ring.retire("k2", path)
+    assert KeyRing.load(path).rotate(path) == "k3"
+
+
+def test_cli_retire_refuses_the_active_and_the_linkage_key(tmp_path: Path) -> None:
+    path = tmp_path / "ring.json"
+    runner = CliRunner()
+    for _ in range(3):
+        assert runner.invoke(_cli(), ["keys", "rotate", "--keyring", str(path)]).exit_code == 0
+    linkage = runner.invoke(_cli(), ["keys", "retire", "k1", "--keyring", str(path)])
+    assert linkage.exit_code == 1 and linkage.output.startswith("error: key 'k1' is the linkage key")
+    active = runner.invoke(_cli(), ["keys", "retire", "k3", "--keyring", str(path)])
+    assert active.exit_code == 1 and "rotate to a new key before retiring it" in active.output
+    unknown = runner.invoke(_cli(), ["keys", "retire", "k9", "--keyring", str(path)])
+    assert unknown.exit_code == 1 and "'k9' is not in the key ring" in unknown.output
+    done = runner.invoke(_cli(), ["keys", "retire", "k2", "--keyring", str(path)])
+    assert done.exit_code == 0 and done.output == "retired k2\n"
+    listed = runner.invoke(_cli(), ["keys", "list", "--keyring", str(path)])
+    assert [line.split("\t")[0] for line in listed.output.splitlines()] == ["k1", "k3"]
+    for result in (linkage, active, unknown, done):
+        assert len(result.output.strip().splitlines()) == 1
