@@ -9,13 +9,13 @@ agreement passed its own checks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from streams.agreements.checks import Finding
 from streams.agreements.model import Agreement, Recipient
 
-__all__ = ["DomainUse", "check_domains", "domain_uses"]
+__all__ = ["DomainUse", "check_domains", "domain_uses", "one_recipient_per_domain"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,39 @@ def _message(use: DomainUse, other: DomainUse) -> str:
         f"{b.file}): the two recipients could join their data; use separate domains, or declare the "
         f"joint use in both (joint_domain_with: [{b.recipient}] here, [{a.recipient}] in {b.id})"
     )
+
+
+def one_recipient_per_domain(
+    valid: list[Agreement],
+    recipients: Mapping[str, Recipient],
+    previous_of: Callable[[Agreement], Agreement | None],
+) -> tuple[list[Agreement], list[tuple[Agreement, Finding]]]:
+    """`valid` without the agreements `check_domains` refuses, and the findings.
+
+    Of two agreements in conflict the one changed since it last loaded (`previous_of` gives that
+    version, or None) is refused, so an edit never stops another agreement's flow; its version last
+    loaded stays in force (with a warning) when that one still keeps to its own domains.
+    """
+
+    def unchanged(a: Agreement) -> bool:
+        old = previous_of(a)
+        return old is not None and old.digest == a.digest
+
+    ordered = sorted(valid, key=lambda a: not unchanged(a))  # stable: unchanged ones are judged first
+    refused: dict[int, list[Finding]] = {}
+    for a, f in check_domains(ordered, recipients):
+        refused.setdefault(id(a), []).append(f)
+    kept: list[Agreement] = []
+    found: list[tuple[Agreement, Finding]] = []
+    for agreement in valid:
+        if id(agreement) not in refused:
+            kept.append(agreement)
+            continue
+        found += [(agreement, f) for f in refused[id(agreement)]]
+        old = previous_of(agreement)
+        others = [a for a in valid if id(a) not in refused]
+        if old is not None and old is not agreement and not check_domains([*others, old], recipients):
+            note = f"not applied: {old.id} v{old.version} as last loaded stays in force until it is fixed"
+            found.append((agreement, Finding("", note, "warning")))
+            kept.append(old)
+    return kept, found

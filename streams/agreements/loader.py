@@ -28,7 +28,7 @@ import yaml
 
 from streams import topics
 from streams.agreements.checks import check_agreement, lapse, select_for
-from streams.agreements.domains import check_domains
+from streams.agreements.domains import one_recipient_per_domain
 from streams.agreements.model import Agreement, Recipient, RecipientsFile
 from streams.agreements.schema import agreement_schema
 from streams.avro.catalogue import Catalogue
@@ -161,9 +161,11 @@ def check_agreements(
         else:
             lapsed.append(Lapsed(agreement, lapsed_because[1]))
             issues.append(Issue(path, lapsed_because[0], lapsed_because[1]))
-    for agreement, f in check_domains(valid, recipients):
-        issues.append(Issue(agreement.file, f.key, f.message))
-        valid = [a for a in valid if a is not agreement]
+    valid, refused = one_recipient_per_domain(
+        valid, recipients, lambda a: previous.from_file(a.file) if previous is not None else None
+    )
+    for a, f in refused:
+        issues.append(Issue(a.file, f.key, f.message, "warning" if f.severity == "warning" else "error"))
     result = AgreementSet(
         directory=directory,
         agreements=tuple(valid),

@@ -118,3 +118,25 @@ def test_joint_domain_with_names_known_recipients(
         ("joint_domain_with[0]", "unknown recipient 'nobody_known'"),
         ("joint_domain_with[1]", "tvp_offender_management is this agreement's own"),
     ]
+
+
+def test_an_edit_sharing_a_domain_is_refused_and_never_stops_the_other_flow(
+    catalogue: Catalogue, agreement_dir: Callable[..., Path]
+) -> None:
+    """The watcher passes the set last loaded: the edited agreement is the one refused (its last
+    version stays in force), and the untouched TVP agreement goes on sharing."""
+    d = agreement_dir(examples=True)
+    before, _ = check_agreements(d, catalogue, today=TODAY)
+    (d / VRU).write_text(yaml.safe_dump(_vru_pnc_in_policing()))
+    after, issues = check_agreements(d, catalogue, today=TODAY, previous=before)
+    errors = [i for i in issues if i.severity == "error"]
+    assert [(i.file.name, i.key) for i in errors] == [
+        (VRU, "event_types.police.stop_search.fields.subject.pnc_id")
+    ]
+    assert "probation-to-tvp-offender-management" in errors[0].message
+    by_id = {a.id: a for a in after.agreements}
+    assert by_id["probation-to-tvp-offender-management"] is after.from_file(d / TVP)
+    assert by_id["police-to-vru-analysts"] is before.from_file(d / VRU)  # the last good version
+    assert any(
+        i.file.name == VRU and i.severity == "warning" and "stays in force" in i.message for i in issues
+    )
