@@ -15,8 +15,10 @@ from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from prometheus_client import start_http_server
 
 from streams import metrics
+from streams.settings import Settings
 
 
 class _Probe:
@@ -98,3 +100,13 @@ def register(app: faust.App, readiness: Readiness) -> None:
     async def metrics_page(web: View, request: Request) -> Response:
         body, content_type = metrics.render_latest(request.headers.get("Accept"))
         return web.bytes(body, content_type=content_type.split(";")[0])
+
+
+def serve_metrics_port(settings: Settings) -> None:
+    """/metrics alone on `settings.metrics_port` (bound to the web host), without a token.
+
+    For a scraper on a private network (compose, a pod's metrics port), so it needs no credential;
+    everything else, /metrics on the web port included, stays behind the web server's guard.
+    """
+    if settings.metrics_port is not None:
+        start_http_server(settings.metrics_port, settings.web_host, registry=metrics.collector_registry())

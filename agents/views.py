@@ -64,7 +64,7 @@ from agents.views_emit import EMIT_BATCH, Emitter, now_iso
 from agents.views_reader import LiveViews, TableViewsReader
 from agents.views_snapshots import AREA_SNAPSHOTS, SnapshotFreezer
 from agents.web import routes
-from agents.web.handlers import TIER_HEADER
+from agents.web.auth import TOKEN
 from streams import metrics
 from streams.avro.catalogue import load_catalogue
 from streams.deadletter import RawRecord
@@ -391,9 +391,8 @@ def _routed(app: faust.App, handler: Handler, owner: Callable[[web.Request], str
         target = None if request.headers.get(ROUTED_HEADER) else owner(request)
         if target is None:
             return await handler(request)
-        headers = {ROUTED_HEADER: "1"}
-        if TIER_HEADER in request.headers:
-            headers[TIER_HEADER] = request.headers[TIER_HEADER]
+        # The owner verifies the caller's token itself; Host is the one the caller's request passed.
+        headers = {ROUTED_HEADER: "1", "Authorization": f"Bearer {request[TOKEN]}", "Host": request.host}
         try:
             async with app.http_client.get(
                 target.rstrip("/") + request.path_qs, headers=headers, timeout=aiohttp.ClientTimeout(total=5)

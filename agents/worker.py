@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import dataclass
+from typing import Any, cast
 
 import faust
 
@@ -20,6 +21,9 @@ from agents import app as app_module
 from agents import audit_sink, health
 from agents import enforcer as enforcer_agent
 from agents.batched import BatchedConsumer
+from agents.web.auth import Guard
+from agents.web.auth import install as protect_web
+from agents.web.grants import PersonViewReaders
 from streams import metrics
 from streams.agreements import PlanWatcher, check_agreements
 from streams.agreements.loader import refuse_start
@@ -137,10 +141,20 @@ def build_worker(settings: Settings) -> Worker:
         faust_consumer=faust_consumer,
     )
     health.register(app, readiness)
+    _guard_web(app, settings, catalogue)
     metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
     metrics.set_worker_info(settings.consumer_group)
     log.info("worker roles: %s", settings.roles)
     return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
+
+
+def _guard_web(app: faust.App, settings: Settings, catalogue: Catalogue) -> None:
+    """Every web request but /health is authenticated (agents.web.auth); person-level answers go only
+    to recipients the agreements grant the person view (read without keys: agents.web.grants)."""
+    guard = Guard.from_settings(
+        settings, person_readers=PersonViewReaders(settings.agreements_dir, catalogue)
+    )
+    protect_web(cast(Any, app.web).web_app, guard)
 
 
 def _register_enforcer(
@@ -187,6 +201,7 @@ def run(settings: Settings) -> None:
     from faust.worker import Worker as FaustWorker
 
     worker = build_worker(settings)
+    health.serve_metrics_port(settings)
     tune_gc()
     FaustWorker(
         worker.app,

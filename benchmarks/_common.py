@@ -25,6 +25,7 @@ import httpx
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
 
+from streams.identity import LocalIssuer
 from streams.kafka.admin import TopicSpec, ensure_topics
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import ROOT, Settings
@@ -380,6 +381,7 @@ class Child:
     log_path: Path
     url: str | None = None
     ready_at: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # a bearer token for /ready, /metrics, /api
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -400,7 +402,7 @@ class Child:
                     raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
                 if self.url is not None:
                     try:
-                        if client.get(f"{self.url}/ready").status_code == 200:
+                        if client.get(f"{self.url}/ready", headers=self.headers).status_code == 200:
                             self.ready_at = time.time()
                             return self.ready_at
                     except httpx.HTTPError:
@@ -440,13 +442,21 @@ def spawn(
     env.update(settings.to_env())
     env.update(extra_env or {})
     env["PYTHONUNBUFFERED"] = "1"
+    if web:
+        LocalIssuer.from_settings(settings)  # the issuer key exists before the child reads it
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as fh:
         proc = subprocess.Popen(
             argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
-    return Child(name, proc, log_path, f"http://127.0.0.1:{port}" if web else None)
+    headers: dict[str, str] = {}
+    if web:  # the harness is an ops caller and the analysts' recipient (the person view included)
+        token = LocalIssuer.from_settings(settings).mint(
+            "benchmark", recipient="vru_analysts", tier="individual", roles=["ops"]
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+    return Child(name, proc, log_path, f"http://127.0.0.1:{port}" if web else None, headers=headers)
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:

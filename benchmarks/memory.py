@@ -262,7 +262,7 @@ class Watcher:
     def __init__(self, settings: Settings, child: Child, partitions: int) -> None:
         self.settings, self.child = settings, child
         assert child.url is not None
-        self.http = httpx.Client(base_url=child.url, timeout=10.0, trust_env=False)
+        self.http = httpx.Client(base_url=child.url, headers=child.headers, timeout=10.0, trust_env=False)
         self.tps = [(topics.LINK_PERSON, p) for p in range(partitions)]
         self.tps += [(topology.VIEWS_PROFILE_MOVES, p) for p in range(partitions)]
         self.tps += [(topology.VIEWS_AREA_FACTS, 0)]

@@ -15,6 +15,7 @@ import typer
 
 from sharebus.common import announce, fail, wait_for_stop
 from streams.errors import SharingBusError
+from streams.identity import LocalIssuer
 from streams.settings import Settings, get_settings
 
 
@@ -64,6 +65,27 @@ def _stop(proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
             proc.wait(10)
 
 
+DEMO_RECIPIENT = "vru_analysts"  # the individual-tier recipient the agreements grant the person view
+DEMO_LINK_TTL = 8 * 3600  # a working day; the session cookie expires with the token
+
+
+def _login_link(settings: Settings, web: str) -> str:
+    """A dashboard sign-in link for the demo's analyst, signed by the embedded issuer.
+
+    The token rides in the fragment (`#token=`), which browsers never send to a server.
+    """
+    from sharebus.auth import mint_checked
+
+    token = mint_checked(
+        settings,
+        "demo:analyst",
+        recipient=DEMO_RECIPIENT,
+        tier="individual",
+        ttl_seconds=max(settings.auth_token_ttl_seconds, DEMO_LINK_TTL),
+    )
+    return f"{web}/login#token={token}"
+
+
 def demo(
     duration: float = typer.Option(0, help="Stop after S seconds (0: run until Ctrl-C)"),
     rate: float = typer.Option(20.0, help="Simulated events per second"),
@@ -101,14 +123,16 @@ def demo(
                 "web_port": web_port or free_port(),
                 "data_dir": data_dir,
                 "keyring_path": base.keyring_path,
+                # one issuer key for the demo and `sharebus auth token` run beside it
+                "auth_local_key_path": LocalIssuer.key_path(base),
             }
         )
         ensure_database(settings.postgres_dsn)
         KeyRing.load_or_create(settings.keyring_path)
         worker, web = _start_worker(settings, data_dir / "worker.log")
         announce("web", web)
-        announce("dashboard", f"{web}/dashboard")
-        announce("metrics", f"{web}/metrics")
+        announce("dashboard", _login_link(settings, web))
+        announce("metrics", f"{web}/metrics")  # needs a token with role ops (sharebus auth token --role ops)
         simulation = Simulation(seed, people)
         publisher = threading.Thread(
             target=run,

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         "127.0.0.1,localhost,[::1]",
         description="Host header values the web server answers, comma-separated (DNS rebinding)",
     )
+    metrics_port: int | None = Field(
+        None,
+        description="A separate /metrics listener without auth, for a scraper on a private network "
+        "(default off: /metrics on the web port needs a token with role ops)",
+    )
     identity_token: SecretStr | None = Field(
         None, description="Bearer token the command line presents for its caller"
     )

@@ -14,13 +14,35 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from streams.identity import LocalIssuer
 from streams.kafka.broker import free_port
 from streams.settings import ROOT, Settings
+
+ANALYST_RECIPIENT = "vru_analysts"  # individual tier; the agreements grant it the person view
+
+
+def bearer(
+    settings: Settings,
+    *,
+    recipient: str | None = None,
+    tier: str | None = None,
+    roles: Iterable[str] = (),
+    subject: str = "test-harness",
+) -> dict[str, str]:
+    """An Authorization header with a token of the settings' embedded issuer (as the worker trusts)."""
+    token = LocalIssuer.from_settings(settings).mint(
+        subject,
+        recipient=recipient,
+        tier=tier,  # type: ignore[arg-type]
+        roles=roles,
+    )
+    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -28,10 +50,12 @@ class WorkerProcess:
     proc: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    ops: dict[str, str] = field(default_factory=dict)  # Authorization for /metrics and /ready
+    analyst: dict[str, str] = field(default_factory=dict)  # an individual-tier recipient with the person view
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/ready", timeout=2.0).status_code == 200
+            return httpx.get(f"{self.url}/ready", headers=self.ops, timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -91,6 +115,7 @@ def start_worker(
     env.update(settings.to_env())
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    LocalIssuer.from_settings(settings)  # the issuer key exists before the worker reads it
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
     with log_path.open("wb") as log:
@@ -101,7 +126,13 @@ def start_worker(
             env=env,
             start_new_session=True,
         )
-    worker = WorkerProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    worker = WorkerProcess(
+        proc,
+        f"http://127.0.0.1:{port}",
+        log_path,
+        ops=bearer(settings, roles=["ops"]),
+        analyst=bearer(settings, recipient=ANALYST_RECIPIENT, tier="individual"),
+    )
     if wait:
         worker.wait_ready()
     return worker

@@ -3,15 +3,16 @@
 Standalone: `web.run_app(make_app(reader))`. In the worker, mount the same routes on Faust's aiohttp
 server before it starts: `faust_app.web.web_app.add_routes(routes(reader))`.
 
-API (JSON; the tier comes from the `X-SharingBus-Tier` header set by the auth proxy, see
-`agents.web.handlers`):
+API (JSON; every request is authenticated by `agents.web.auth`: the tier and recipient come from
+the caller's verified token, see `agents.web.handlers`):
   GET /api/factors                 factor catalogue                         every tier
   GET /api/trends                  published weekly totals per factor      every tier
-  GET /api/health                  pipeline health                          every tier
+  GET /api/health                  pipeline health (exact counts: individual) every tier
   GET /api/areas?week=2026-W11     published area x factor table            area, individual
-  GET /api/cohort?n=20             highest-scored person tokens             individual (else 403)
-  GET /api/persons/{token}         one pseudonymous profile                 individual (else 403)
+  GET /api/cohort?n=20             highest-scored person tokens             individual + person view
+  GET /api/persons/{token}         one pseudonymous profile                 individual + person view
   GET /dashboard                   the live dashboard (static, served locally, no CDN)
+  GET /login#token=...             dashboard sign-in: the token becomes an HttpOnly session cookie
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 from aiohttp import web
 
 from agents.web import handlers
-from agents.web.handlers import TIER_HEADER, Reply, tier_of
+from agents.web.auth import GUARD, Guard, install, principal_of
+from agents.web.handlers import Caller, Reply
 from agents.web.reader import ViewsReader
 
 __all__ = ["make_app", "routes"]
@@ -65,8 +67,9 @@ def _api(fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 def routes(reader: ViewsReader) -> list[web.RouteDef]:
     """Every route of the views API and the dashboard, bound to `reader`."""
 
-    def tier(request: web.Request) -> str:
-        return tier_of(request.headers.get(TIER_HEADER))
+    def caller(request: web.Request) -> Caller:
+        principal = principal_of(request)
+        return Caller(principal, request.app[GUARD].may_see_persons(principal))
 
     async def dashboard(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "dashboard.html", headers=_PAGE_HEADERS)
@@ -78,22 +81,23 @@ def routes(reader: ViewsReader) -> list[web.RouteDef]:
         return web.FileResponse(STATIC / name, headers={**_PAGE_HEADERS, "Content-Type": _FILES[name]})
 
     return [
-        web.get("/api/factors", _api(lambda r: handlers.factors(reader, tier(r)))),
-        web.get("/api/trends", _api(lambda r: handlers.trends(reader, tier(r)))),
-        web.get("/api/health", _api(lambda r: handlers.health(reader, tier(r)))),
-        web.get("/api/areas", _api(lambda r: handlers.areas(reader, r.query.get("week"), tier(r)))),
-        web.get("/api/cohort", _api(lambda r: handlers.cohort(reader, tier(r), r.query.get("n")))),
+        web.get("/api/factors", _api(lambda r: handlers.factors(reader, caller(r)))),
+        web.get("/api/trends", _api(lambda r: handlers.trends(reader, caller(r)))),
+        web.get("/api/health", _api(lambda r: handlers.health(reader, caller(r)))),
+        web.get("/api/areas", _api(lambda r: handlers.areas(reader, r.query.get("week"), caller(r)))),
+        web.get("/api/cohort", _api(lambda r: handlers.cohort(reader, caller(r), r.query.get("n")))),
         web.get(
-            "/api/persons/{token}", _api(lambda r: handlers.person(reader, r.match_info["token"], tier(r)))
+            "/api/persons/{token}", _api(lambda r: handlers.person(reader, r.match_info["token"], caller(r)))
         ),
         web.get("/dashboard", dashboard),
         web.get("/dashboard/static/{name}", static),
     ]
 
 
-def make_app(reader: ViewsReader) -> web.Application:
-    """A standalone aiohttp application serving the views (tests, `python -m`-style demos)."""
+def make_app(reader: ViewsReader, guard: Guard) -> web.Application:
+    """A standalone aiohttp application serving the views behind `guard` (tests, demos)."""
     app = web.Application()
+    install(app, guard)
     app.add_routes(routes(reader))
 
     async def root(request: web.Request) -> web.Response:

@@ -1,14 +1,15 @@
 """The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright.
 
 The views app runs standalone (`make_app`) on a free port in a thread, over a `MemoryViewsReader`
-filled with real `Profile`s and `AreaCounts` built from link.person-style fact records.
+filled with real `Profile`s and `AreaCounts` built from link.person-style fact records, behind the
+real guard. Pages are opened the way a user does: a login link `/login#token=...` from the
+embedded issuer, exchanged by the page for an HttpOnly, SameSite=Strict session cookie.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from agents.web import TIER_HEADER, MemoryViewsReader, make_app
+from agents.web import MemoryViewsReader
+from agents.web.auth import SESSION_COOKIE
+from streams.identity import LocalIssuer
 from streams.settings import ROOT
 from streams.views.factors import load_factors
+from tests.support.web import PERSON_VIEW_RECIPIENT, ServerThread, guarded_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -35,38 +38,6 @@ ARGS = [
 ]
 NOW = datetime(2026, 3, 13, 12, tzinfo=UTC)  # a Friday of 2026-W11
 TOP = "p.aaaaaaaaaaaaaaaaaaaaaaaaaa"
-
-
-class ServerThread:
-    """An aiohttp app served from its own event loop in a daemon thread."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._runner = web.AppRunner(app, access_log=None)
-        self.url = ""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        assert self._ready.wait(10), "views app did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 def _fact(
@@ -130,10 +101,22 @@ def reader() -> MemoryViewsReader:
     return _filled_reader()
 
 
+class Served:
+    def __init__(self, url: str, issuer: LocalIssuer) -> None:
+        self.url, self.issuer = url, issuer
+
+    def token(self, tier: str, recipient: str | None = None, **kw: Any) -> str:
+        recipient = recipient or {"individual": PERSON_VIEW_RECIPIENT, "area": "reading_csp"}.get(
+            tier, "public_open_data"
+        )
+        return self.issuer.mint("browser-test", recipient=recipient, tier=tier, **kw)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
-def server(reader: MemoryViewsReader) -> Iterator[ServerThread]:
-    with ServerThread(make_app(reader)) as s:
-        yield s
+def server(reader: MemoryViewsReader, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    app, issuer = guarded_app(tmp_path_factory.mktemp("web") / "var", reader)
+    with ServerThread(app) as s:
+        yield Served(s.url, issuer)
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +127,19 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
-def _open(browser: Browser, url: str, tier: str) -> Page:
-    context = browser.new_context(
-        extra_http_headers={TIER_HEADER: tier}, viewport={"width": 1400, "height": 1100}
-    )
+def _open(browser: Browser, server: Served, tier: str) -> Page:
+    """Sign in with a login link, as a user would, and wait for the dashboard's first table."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
-    page.goto(f"{url}/dashboard")
+    page.goto(f"{server.url}/login#token={server.token(tier)}")
+    page.wait_for_url(f"{server.url}/dashboard")
     page.wait_for_selector("#heat td.cell")
     return page
 
 
-def _get(url: str, tier: str) -> tuple[int, Any]:
-    request = urllib.request.Request(url, headers={TIER_HEADER: tier})
+def _get(url: str, token: str | None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
             return r.status, json.loads(r.read())
@@ -163,22 +147,23 @@ def _get(url: str, tier: str) -> tuple[int, Any]:
         return e.code, json.loads(e.read())
 
 
-def test_api_enforces_tiers(server: ServerThread) -> None:
-    assert _get(f"{server.url}/api/cohort", "area")[0] == 403
-    assert _get(f"{server.url}/api/persons/{TOP}", "area")[0] == 403
-    assert _get(f"{server.url}/api/areas", "aggregate")[0] == 403
-    assert _get(f"{server.url}/api/areas", "")[0] == 403  # no header: the lowest tier
-    status, body = _get(f"{server.url}/api/persons/{TOP}", "individual")
+def test_api_enforces_tiers(server: Served) -> None:
+    url, area, individual = server.url, server.token("area"), server.token("individual")
+    assert _get(f"{url}/api/cohort", area)[0] == 403
+    assert _get(f"{url}/api/persons/{TOP}", area)[0] == 403
+    assert _get(f"{url}/api/areas", server.token("aggregate"))[0] == 403
+    assert _get(f"{url}/api/areas", None)[0] == 401  # no credentials: nothing at all
+    status, body = _get(f"{url}/api/persons/{TOP}", individual)
     assert status == 200 and body["factors"]["weapon_carrying"]["count"] == 3 and body["advisory"]
-    status, body = _get(f"{server.url}/api/areas?week=2026-W11", "area")
+    status, body = _get(f"{url}/api/areas?week=2026-W11", area)
     assert status == 200 and body["week"] == "2026-W11"
-    assert _get(f"{server.url}/api/areas?week=W11", "area")[0] == 400
+    assert _get(f"{url}/api/areas?week=W11", area)[0] == 400
 
 
 def test_dashboard_individual_tier_shows_suppression_and_cohort(
-    server: ServerThread, browser: Browser, reader: MemoryViewsReader, artifacts_dir: Path
+    server: Served, browser: Browser, reader: MemoryViewsReader, artifacts_dir: Path
 ) -> None:
-    page = _open(browser, server.url, "individual")
+    page = _open(browser, server, "individual")
     small = page.locator('#heat td[data-area="RG2"][data-factor="weapon_carrying"]')
     expect(small).to_have_text("*")
     assert page.locator("#heat td.sup").count() >= 4  # the 3, the 5 and their complements
@@ -194,8 +179,8 @@ def test_dashboard_individual_tier_shows_suppression_and_cohort(
     page.context.close()
 
 
-def test_dashboard_area_tier_hides_the_cohort(server: ServerThread, browser: Browser) -> None:
-    page = _open(browser, server.url, "area")
+def test_dashboard_area_tier_hides_the_cohort(server: Served, browser: Browser) -> None:
+    page = _open(browser, server, "area")
     expect(page.locator("#tier")).to_have_text("tier area")
     expect(page.locator("#cohort")).to_be_hidden()
     assert page.locator("#cohort-table tr").count() == 0
@@ -203,8 +188,8 @@ def test_dashboard_area_tier_hides_the_cohort(server: ServerThread, browser: Bro
     page.context.close()
 
 
-def test_dashboard_updates_live(server: ServerThread, browser: Browser, reader: MemoryViewsReader) -> None:
-    page = _open(browser, server.url, "individual")
+def test_dashboard_updates_live(server: Served, browser: Browser, reader: MemoryViewsReader) -> None:
+    page = _open(browser, server, "individual")
     cell = page.locator('#heat td[data-area="OX1"][data-factor="school_exclusion"]')
     total = page.locator('#heat td[data-area="ALL"][data-factor="school_exclusion"]')
     expect(cell).to_have_text("0")
@@ -215,3 +200,43 @@ def test_dashboard_updates_live(server: ServerThread, browser: Browser, reader: 
     expect(total).to_have_text("71")
     assert cell.inner_text() == "14" and total.inner_text() == "71"
     page.context.close()
+
+
+def test_login_link_gives_an_httponly_strict_session_and_leaves_no_token_behind(
+    server: Served, browser: Browser
+) -> None:
+    page = _open(browser, server, "individual")
+    assert "token" not in page.url
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert cookie["expires"] > time.time() + 600
+    assert SESSION_COOKIE not in page.evaluate("document.cookie")  # scripts cannot read it
+    assert page.evaluate("history.length") == 2 and "#token" not in page.evaluate("location.href")
+    expect(page.locator("#tier")).to_have_text("tier individual")
+    page.context.close()
+
+
+def test_dashboard_without_a_session_is_refused(server: Served, browser: Browser) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    response = page.goto(f"{server.url}/dashboard")
+    assert response is not None and response.status == 401
+    assert "no credentials" in response.text()
+    assert TOP not in page.content()
+    context.close()
+
+
+def test_an_expired_login_link_is_refused_and_sets_no_cookie(server: Served, browser: Browser) -> None:
+    expired = LocalIssuer(
+        server.issuer._key,
+        issuer=server.issuer.issuer,
+        audience=server.issuer.audience,
+        clock=lambda: time.time() - 7200,
+    ).mint("browser-test", recipient=PERSON_VIEW_RECIPIENT, tier="individual", ttl_seconds=600)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}/login#token={expired}")
+    expect(page.locator("#login-status")).to_have_text("Sign-in refused: token expired")
+    assert context.cookies() == [] and "token" not in page.url
+    assert page.goto(f"{server.url}/dashboard").status == 401  # type: ignore[union-attr]
+    context.close()

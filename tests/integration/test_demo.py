@@ -12,6 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from streams.settings import Settings
+from tests.workers import bearer
+
 
 def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
@@ -52,9 +55,15 @@ def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> No
             time.sleep(0.2)
         assert {"broker", "registry", "web", "dashboard", "partners"} <= addresses.keys(), "".join(lines)
         web = addresses["web"]
+        link_base, _, fragment = addresses["dashboard"].partition("#token=")
+        assert link_base == f"{web}/login" and fragment, addresses["dashboard"]
+        analyst = {"Authorization": f"Bearer {fragment}"}
+        assert httpx.get(f"{web}/api/health", timeout=5).status_code == 401
+        assert httpx.get(f"{web}/api/health", headers=analyst, timeout=5).json()["tier"] == "individual"
+        ops = bearer(Settings(data_dir=tmp_path / "var"), roles=["ops"])  # `sharebus auth token --role ops`
         produced = 0.0
         while time.monotonic() < deadline and produced == 0:
-            body = httpx.get(f"{web}/metrics", timeout=5).text
+            body = httpx.get(f"{web}/metrics", headers=ops, timeout=5).text
             produced = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in body.splitlines()
@@ -62,7 +71,7 @@ def test_demo_starts_shares_and_stops_cleanly(pg_dsn: str, tmp_path: Path) -> No
             )
             time.sleep(0.5)
         assert produced > 0, "the demo's simulated partners should reach a recipient"
-        assert httpx.get(f"{web}/ready", timeout=5).status_code == 200
+        assert httpx.get(f"{web}/ready", headers=ops, timeout=5).status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, "".join(lines)
         reader.join(5)

@@ -321,7 +321,7 @@ def test_consumer_lag_is_exported_per_input_partition(stack: tuple[Settings, Wor
     settings, worker = stack
     ids = set(_publish(settings, list(Simulation(seed=17, people=50).events(100))))
     _wait_decided(settings, ids)
-    body = httpx.get(f"{worker.url}/metrics", timeout=5).text
+    body = httpx.get(f"{worker.url}/metrics", headers=worker.ops, timeout=5).text
     lags = [line for line in body.splitlines() if line.startswith("sharingbus_consumer_lag{")]
     assert lags and all(line.split("topic=")[1].startswith('"raw.') for line in lags)
     assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lags)

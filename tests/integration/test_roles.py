@@ -28,7 +28,6 @@ from tests.support.stack import reader_config
 from tests.workers import WorkerProcess, discard, start_worker
 
 EVENTS = 120
-INDIVIDUAL = {"X-SharingBus-Tier": "individual"}
 
 
 def _publish(settings: Settings, seed: int) -> set[str]:
@@ -56,7 +55,7 @@ def _wait(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
 
 
 def _counter(worker: WorkerProcess, name: str) -> float:
-    text = httpx.get(f"{worker.url}/metrics", timeout=5.0).text
+    text = httpx.get(f"{worker.url}/metrics", headers=worker.ops, timeout=5.0).text
     return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE))
 
 
@@ -77,7 +76,7 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
     try:
         enforcer.wait_ready()
         rest.wait_ready()
-        ready = httpx.get(f"{enforcer.url}/ready", timeout=10.0).json()
+        ready = httpx.get(f"{enforcer.url}/ready", headers=enforcer.ops, timeout=10.0).json()
         raw_partitions = len(load_catalogue(settings.schemas_dir).raw_topics()) * settings.topic_partitions
         # Only the batched consumer's partitions: Faust runs without a consumer in this worker.
         assert ready["assigned_partitions"] == raw_partitions, ready
@@ -105,12 +104,14 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
         _wait("the ledger in PostgreSQL (audit role)", ledger)
 
         def views() -> dict[str, Any]:
-            health = httpx.get(f"{rest.url}/api/health", headers=INDIVIDUAL, timeout=5.0).json()
+            health = httpx.get(f"{rest.url}/api/health", headers=rest.analyst, timeout=5.0).json()
             return health if health.get("facts_applied", 0) > 0 else {}
 
         _wait("facts linked and applied to the views (linker and views roles)", views)
         # The enforcer-only worker serves no views.
-        assert httpx.get(f"{enforcer.url}/api/health", timeout=5.0).status_code == 404
+        assert (
+            httpx.get(f"{enforcer.url}/api/health", headers=enforcer.analyst, timeout=5.0).status_code == 404
+        )
         assert enforcer.proc.poll() is None and rest.proc.poll() is None
         assert not no_keys.exists()
         assert "Crashed reason" not in enforcer.log() + rest.log()

@@ -87,7 +87,6 @@ RATE = 120.0  # events/s: the stream lasts ~25 s; the second worker enforces aft
 GATE = 0.85  # past 85% of the stream, the feeder only trickles until the second worker is enforcing
 TRICKLE = 5.0
 PARTITIONS = 4
-INDIVIDUAL = {"X-SharingBus-Tier": "individual"}
 CHAIN_FIELDS = ("at", "seq", "prev_hash", "hash")  # differ between a decision and its replay
 T = TypeVar("T")
 
@@ -338,7 +337,7 @@ def served_people(
     for token in sorted(tokens):
         replies = []
         for w in workers:
-            r = client.get(f"{w.url}/api/persons/{token}", headers=INDIVIDUAL)
+            r = client.get(f"{w.url}/api/persons/{token}", headers=w.analyst)
             body = r.json()
             if isinstance(body, dict):
                 body.pop("tier", None)
@@ -353,7 +352,7 @@ def served_areas(client: httpx.Client, workers: Sequence[WorkerProcess], weeks: 
     for w in workers:
         tables = {}
         for week in weeks:
-            body = client.get(f"{w.url}/api/areas", params={"week": week}, headers=INDIVIDUAL).json()
+            body = client.get(f"{w.url}/api/areas", params={"week": week}, headers=w.analyst).json()
             body.pop("tier", None)
             tables[week] = body
         result.append(tables)

@@ -57,7 +57,6 @@ from tests.workers import WorkerProcess, discard, start_worker
 SCHOOLS, POLICE = "reading_schools", "thames_valley_police"
 EXCLUSION, STOP_SEARCH, REQUEST = "education.exclusion", "police.stop_search", "bus.subject_request"
 RECIPIENTS = ("reading_csp", "reading_yjs_team", "vru_analysts")
-TIER = {"X-SharingBus-Tier": "individual"}
 JUSTIFICATION = "checking what the bus still holds after an erasure request"
 
 EDUCATION_VRU = """
@@ -267,7 +266,7 @@ def raw_event(settings: Settings, event_id: str) -> dict[str, Any]:
 
 
 def profile(worker: WorkerProcess, token: str) -> dict[str, Any] | None:
-    resp = httpx.get(f"{worker.url}/api/persons/{token}", headers=TIER, timeout=5)
+    resp = httpx.get(f"{worker.url}/api/persons/{token}", headers=worker.analyst, timeout=5)
     return resp.json() if resp.status_code == 200 else None
 
 

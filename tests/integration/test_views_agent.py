@@ -42,7 +42,6 @@ from tests.workers import WorkerProcess, discard, start_worker
 
 THRESHOLD = 3
 PARTITIONS = 4  # of link.person, from the settings' topic_partitions (the worker creates it)
-INDIVIDUAL = {"X-SharingBus-Tier": "individual"}
 TVP, SCHOOLS, YJS = "thames_valley_police", "reading_schools", "reading_yjs"
 
 
@@ -154,7 +153,7 @@ def _wait(
 
 
 def _get(worker: WorkerProcess, path: str) -> httpx.Response:
-    return httpx.get(f"{worker.url}{path}", headers=INDIVIDUAL, timeout=5.0)
+    return httpx.get(f"{worker.url}{path}", headers=worker.analyst, timeout=5.0)
 
 
 def _latest(settings: Settings, topic: str, keys: set[str]) -> dict[str, Any]:
@@ -292,7 +291,7 @@ def test_views_agent_end_to_end(
                 conn.execute("SELECT 1 FROM person_profiles WHERE person_token = %s", (s.b,)).fetchall() == []
             )
 
-        metrics = httpx.get(f"{worker.url}/metrics", timeout=5.0).text
+        metrics = httpx.get(f"{worker.url}/metrics", headers=worker.ops, timeout=5.0).text
         assert 'sharingbus_table_entries{table="views_person_profiles"}' in metrics
 
         # --- the merge crossed partitions: B's profile travelled on the moves topic, keyed by A ----------

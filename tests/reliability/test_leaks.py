@@ -44,14 +44,12 @@ from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
-TIER = {"X-SharingBus-Tier": "individual"}
-
 
 def crawl_api(worker: WorkerProcess, scanner: LeakScanner) -> tuple[ScanReport, dict[str, Any]]:
     """GET every API route (each person of the cohort, each week of the area table) and scan it."""
     report = ScanReport()
     bodies: dict[str, Any] = {}
-    with httpx.Client(base_url=worker.url, headers=TIER, timeout=15) as client:
+    with httpx.Client(base_url=worker.url, headers=worker.analyst, timeout=15) as client:
 
         def get(path: str) -> Any:
             response = client.get(path)

@@ -72,7 +72,9 @@ class Sampler(threading.Thread):
             except httpx.HTTPError:
                 metrics = {}
             try:  # /ready probes the broker, which takes seconds while it is cut: no answer is "not ready"
-                ready = httpx.get(f"{self.worker.url}/ready", timeout=1.0).status_code
+                ready = httpx.get(
+                    f"{self.worker.url}/ready", headers=self.worker.ops, timeout=1.0
+                ).status_code
             except httpx.HTTPError:
                 ready = 0
             if metrics:

@@ -181,7 +181,7 @@ def test_worker_rides_out_a_registry_restart(own_registry_topic: Stack) -> None:
     stack.registry.stop()
     try:
         wait_until(lambda: not worker.ready(), 30, "/ready to report the registry gone", 0.5)
-        body = httpx.get(f"{worker.url}/ready", timeout=10).json()
+        body = httpx.get(f"{worker.url}/ready", headers=worker.ops, timeout=10).json()
         assert body["checks"]["registry_reachable"] is False
         produce_all(raw_producer(settings), known_frames)
         wait_decided(settings, known_ids, timeout=60)  # schemas the worker knows: no registry needed
@@ -257,7 +257,7 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
 
         def reported() -> bool:
             try:
-                statuses.append(httpx.get(f"{worker.url}/ready", timeout=5).status_code)
+                statuses.append(httpx.get(f"{worker.url}/ready", headers=worker.ops, timeout=5).status_code)
             except httpx.HTTPError:
                 statuses.append(0)
             said = worker.log()[log_before:]
@@ -289,7 +289,7 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
             decided_at = time.monotonic()
             wait_until(worker.ready, 60, "/ready to answer 200 on the new broker", 0.5)
         except AssertionError as exc:
-            ready = httpx.get(f"{worker.url}/ready", timeout=5).text
+            ready = httpx.get(f"{worker.url}/ready", headers=worker.ops, timeout=5).text
             raise AssertionError(
                 f"{exc}; /ready: {ready}; crashes: {crash_lines(worker.log())[:2]}; "
                 f"errors: {sorted(set(tracebacks(worker.log())))[:3]}"

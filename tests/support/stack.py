@@ -448,7 +448,7 @@ def scrape(
     worker: WorkerProcess, timeout: float = 5.0
 ) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """The worker's /metrics as {(sample name, labels): value}."""
-    text = httpx.get(f"{worker.url}/metrics", timeout=timeout).text
+    text = httpx.get(f"{worker.url}/metrics", headers=worker.ops, timeout=timeout).text
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:

@@ -152,7 +152,7 @@ def test_agents_are_scalable_workers(services: dict[str, dict[str, Any]]) -> Non
     assert "sharebus schemas register" in command(services["init"])
 
 
-def test_prometheus_scrapes_the_agents_web_port(services: dict[str, dict[str, Any]]) -> None:
+def test_prometheus_scrapes_the_agents_metrics_port(services: dict[str, dict[str, Any]]) -> None:
     prometheus = services["prometheus"]
     config_flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
     config_path = Path(config_flag.split("=", 1)[1])
@@ -160,8 +160,8 @@ def test_prometheus_scrapes_the_agents_web_port(services: dict[str, dict[str, An
     host_dir = mounts[str(config_path.parent)]
     config = yaml.safe_load((ROOT / host_dir / config_path.name).read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "sharingbus-workers")
-    port = int(environment(services["agents"])["SHARINGBUS_WEB_PORT"])
-    assert environment(services["enforcer"])["SHARINGBUS_WEB_PORT"] == str(port)
+    port = int(environment(services["agents"])["SHARINGBUS_METRICS_PORT"])
+    assert environment(services["enforcer"])["SHARINGBUS_METRICS_PORT"] == str(port)
     targets = [(name, sd["port"]) for sd in job.get("dns_sd_configs", []) for name in sd["names"]]
     targets += [
         (t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1]))
