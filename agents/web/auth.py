@@ -171,7 +171,7 @@ async def _login(request: web.Request) -> web.Response:
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https",
     )
     return response
 

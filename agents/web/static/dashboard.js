@@ -147,7 +147,7 @@
   function renderHealth(h) {
     const items = [];
     for (const [k, v] of Object.entries(h)) {
-      if (k === "tier") continue;
+      if (k === "tier" || k === "recipient") continue;
       items.push(el("dt", { text: k.replaceAll("_", " ") }), el("dd", { text: v === null ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v) }));
     }
     $("health-list").replaceChildren(...items);
@@ -165,6 +165,11 @@
       const [areas, trends, health, cohort] = await Promise.all([
         getJSON("/api/areas"), getJSON("/api/trends"), getJSON("/api/health"), getJSON("/api/cohort?n=15"),
       ]);
+      if (health.status === 401) {  // the session expired or the token was refused: sign in again
+        $("status").textContent = "signed out: open a new login link";
+        $("status").className = "pill bad";
+        return;
+      }
       const tier = cohort.body.tier || areas.body.tier || health.body.tier || "aggregate";
       $("tier").textContent = `tier ${tier}`;
       $("areas-denied").hidden = areas.status !== 403;
