@@ -29,8 +29,9 @@ def test_a_views_only_worker_starts_and_serves_without_any_key(
     worker = start_worker(settings, tmp_path, name="views")
     try:
         assert httpx.get(f"{worker.url}/health", timeout=10.0).status_code == 200
-        assert httpx.get(f"{worker.url}/ready", timeout=10.0).status_code == 200
-        assert httpx.get(f"{worker.url}/api/health", timeout=10.0).status_code != 404  # the views' API
+        assert httpx.get(f"{worker.url}/ready", headers=worker.ops, timeout=10.0).status_code == 200
+        api = httpx.get(f"{worker.url}/api/health", headers=worker.analyst, timeout=10.0)
+        assert api.status_code == 200  # the views' API
         assert not absent.exists()
         assert worker.proc.poll() is None
     finally:
