@@ -23,10 +23,11 @@ import faust
 from aiohttp import web
 from faust.types import TP
 
+from agents.web.auth import TOKEN
+
 __all__ = ["cohort_across_workers", "merge_cohorts"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-FORWARDED = ("Authorization", "X-SharingBus-Tier")  # the caller's credentials, passed on unread
 
 
 def merge_cohorts(parts: list[list[dict[str, Any]]], n: int) -> list[dict[str, Any]]:
@@ -73,7 +74,8 @@ def cohort_across_workers(
         peers = _peers(app, profiles, partitions)
         if peers is None:
             return _reply({"error": "the workers are rebalancing; ask again shortly"}, 503)
-        headers = {routed_header: "1", **{h: request.headers[h] for h in FORWARDED if h in request.headers}}
+        # the caller's verified token (header or session cookie), checked again by each peer
+        headers = {routed_header: "1", "Authorization": f"Bearer {request[TOKEN]}", "Host": request.host}
 
         async def ask(url: str) -> list[dict[str, Any]]:
             timeout = aiohttp.ClientTimeout(total=5)

@@ -401,7 +401,7 @@ def test_keyed_views_are_answered_by_the_owning_worker(
 
         # --- one cohort across workers (finding 6): either worker ranks every partition ---------------
         local = [
-            httpx.get(f"{w.url}/api/cohort?n=100", headers={**INDIVIDUAL, ROUTED_HEADER: "1"}, timeout=5.0)
+            httpx.get(f"{w.url}/api/cohort?n=100", headers={**w.analyst, ROUTED_HEADER: "1"}, timeout=5.0)
             for w in (first, second)
         ]
         parts = [r.json()["cohort"] for r in local]  # each worker's own partitions only
