@@ -5,30 +5,35 @@ The enforcer calls `linkage_tokens` once per (event, subject) and puts the resul
 Every identifier is normalised and validated first (`streams.privacy.identifiers`): an NHS number with a bad
 check digit is reported in `invalid` and NOT tokenised, because a mistyped number tokenised "as is"
 would either found a phantom person or, worse, collide with somebody else's real number.
+Every token is an HMAC-SHA256 under the linkage domain's key, obtained from the key ring
+(`KeyRing.mac`): this module never holds key bytes.
 
-Token kinds (the keys of the returned dict, in linkage priority order):
+Token kinds (the keys of the returned dict):
 - `nhs_number`, `upn`, `pnc_id`: validated national identifiers.
 - `local_id`: a partner's own reference (CRN, child id); its HMAC kind is `local_id:<partner>` so two
   partners' reference spaces never meet ("12345" at the council is not "12345" at probation).
-- `name_dob_district`: family|given|dob|postcode district; `name_dob`: the same without district.
-- `swapped_name_dob_district`, `swapped_name_dob`: the two names sorted, then dob (and district):
-  equal for "Smith, John" and "John, Smith", the commonest transposition between agencies' forms.
-- `fuzzy_family`, `fuzzy_given`: one typo tolerated in one name. Each is a space-separated SET of
-  tokens over (other name exact, dob, district, v) for every v in the name's deletion neighbourhood:
-  the name itself and the name with one letter (after the first) removed, at least 3 letters long.
-  Two spellings one insertion, deletion, substitution or adjacent swap apart share a member
-  ("smith"/"smth"/"simth"/"smyth" all contain "smth"), the symmetric-deletion trick of SymSpell.
-  Twins ("Jack"/"James") are more than one edit apart and never share one.
+- exact keys (`EXACT_KINDS`): `name_dob_district` = family|given|dob|postcode district; `name_dob` the
+  same without district; `swapped_*` the two names sorted ("Smith, John" = "John, Smith").
+- comparison material (`COMPARISON_KINDS`), for the probabilistic score (`streams.linkage.compare`):
+  keyed exact names (one HMAC kind for both fields, so swapped names can be recognised), keyed
+  Bloom filters of each name's bigrams (compared by Dice), keyed Soundex codes, the date of birth
+  and its parts (year+month, year+day, month+day: two of three agree when one part has a typo;
+  year with month and day sorted: day/month transposed), the postcode, its district (UK outward
+  code; other countries' postcodes all but the last character) and its variants with one
+  character masked or two adjacent ones sorted (one typo or transposition apart = one shared). Sets of tokens are space-separated.
 Names are matched with spaces removed ("Anne-Marie" / "Anne Marie" / "Annemarie" meet).
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import weakref
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
+from streams.linkage.encodings import bigram_mask, bloom, soundex
 from streams.privacy.identifiers import (
     InvalidIdentifier,
     normalise_dob,
@@ -36,34 +41,45 @@ from streams.privacy.identifiers import (
     normalise_name,
     normalise_nhs,
     normalise_pnc,
+    normalise_postcode,
     normalise_upn,
-    postcode_district,
 )
 from streams.privacy.keys import KeyRing, pseudonym
 
 __all__ = [
+    "COMPARISON_KINDS",
+    "EXACT_KINDS",
     "FUZZY_KINDS",
     "LINKAGE_DOMAIN",
     "STRONG_KINDS",
     "TOKEN_KINDS",
     "WEAK_KINDS",
-    "deletion_neighbourhood",
     "linkage_tokens",
+    "postcode_parts",
     "primary_token",
 ]
 
 LINKAGE_DOMAIN = "bus:linkage"
 STRONG_KINDS = ("nhs_number", "upn", "pnc_id", "local_id")
-FUZZY_KINDS = ("fuzzy_family", "fuzzy_given")  # values are space-separated token sets
-WEAK_KINDS = (
-    "name_dob_district",
-    "swapped_name_dob_district",
-    *FUZZY_KINDS,
-    "name_dob",
-    "swapped_name_dob",
+EXACT_KINDS = ("name_dob_district", "swapped_name_dob_district", "name_dob", "swapped_name_dob")
+WEAK_KINDS = EXACT_KINDS  # the deterministic name tiers of the linker, in order
+COMPARISON_KINDS = (
+    "name_given",
+    "name_family",
+    "bloom_given",
+    "bloom_family",
+    "sound_given",
+    "sound_family",
+    "dob",
+    "dob_parts",
+    "dob_swap",
+    "postcode",
+    "postcode_near",
+    "postcode_district",
 )
-TOKEN_KINDS = STRONG_KINDS + WEAK_KINDS
-MIN_VARIANT = 3
+# Comparison material only serves the score: it names no identifier the vault could be asked about.
+FUZZY_KINDS = COMPARISON_KINDS
+TOKEN_KINDS = STRONG_KINDS + EXACT_KINDS
 
 _STRONG_NORMALISERS = (
     ("nhs_number", normalise_nhs),
@@ -71,6 +87,8 @@ _STRONG_NORMALISERS = (
     ("pnc_id", normalise_pnc),
     ("local_id", normalise_local_id),
 )
+_MEMO = 200_000
+_FOREIGN_POSTCODE = re.compile(r"(?=[A-Z]*[0-9])[A-Z0-9]{3,10}")
 
 
 def _present(value: Any) -> bool:
@@ -82,37 +100,111 @@ def _name_key(value: Any) -> str:
     return normalise_name(value).replace(" ", "")
 
 
-def deletion_neighbourhood(name: str) -> list[str]:
-    """`name` and every one-letter deletion after its first letter, at least MIN_VARIANT long, sorted."""
-    variants = {name}
-    if len(name) > MIN_VARIANT:
-        variants.update(name[:i] + name[i + 1 :] for i in range(1, len(name)))
-    return sorted(variants)
+def postcode_parts(value: Any) -> tuple[str, str]:
+    """(postcode without spaces, district) of a UK postcode, or of another country's postcode.
 
-
-_FUZZY_MACS: weakref.WeakKeyDictionary[KeyRing, dict[tuple[str, str], hmac.HMAC]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _fuzzy(keyring: KeyRing, kid: str, kind: str, fixed: str, name: str) -> str:
-    """Space-separated tokens over the deletion neighbourhood of `name`.
-
-    Same construction as `pseudonym` (HMAC-SHA256 under the active key over domain, kind, value),
-    but hex-encoded: a subject has a dozen of these, they never leave the linker, and Python 3.11's
-    base32 encoder is pure Python (it would double the cost of this function).
+    Another country's postcode is 3-10 letters and digits with at least one digit ("4223" in
+    Australia, "75008" in France); its "district" is all but its last character, which in the
+    numeric systems is the next coarser delivery area. Anything else is invalid.
     """
-    macs = _FUZZY_MACS.setdefault(keyring, {})
-    base = macs.get((kid, kind))
-    if base is None:
-        base = keyring.mac(LINKAGE_DOMAIN, kind, kid)
-        macs[(kid, kind)] = base
-    out = []
-    for variant in deletion_neighbourhood(name):
-        h = base.copy()
-        h.update(f"{fixed}|{variant}".encode())
-        out.append(f"{kid}.{h.digest()[:13].hex()}")
-    return " ".join(out)
+    try:
+        uk = normalise_postcode(value)
+        return uk.replace(" ", ""), uk.split(" ")[0]
+    except InvalidIdentifier:
+        compact = re.sub(r"[\s-]", "", str(value)).upper()
+        if not _FOREIGN_POSTCODE.fullmatch(compact):
+            raise
+        return compact, compact[:-1]
+
+
+def _one_typo(text: str) -> list[str]:
+    """Variants two strings one substitution or one adjacent transposition apart share."""
+    masked = [f"{text[:i]}?{text[i + 1 :]}" for i in range(len(text))]
+    swapped = [f"{text[:i]}<{''.join(sorted(text[i : i + 2]))}>{text[i + 2 :]}" for i in range(len(text) - 1)]
+    return masked + swapped
+
+
+class _Keyed:
+    """Primed HMACs of one key ring for the linkage domain, per (kid, kind), and bigram bit masks."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self._ring = keyring
+        self._macs: dict[tuple[str, str], hmac.HMAC] = {}
+        self._masks: dict[tuple[str, str, str], int] = {}
+        self._short: dict[tuple[str, str, str], str] = {}
+
+    def mac(self, kid: str, kind: str) -> hmac.HMAC:
+        primed = self._macs.get((kid, kind))
+        if primed is None:
+            primed = self._macs[(kid, kind)] = self._ring.mac(LINKAGE_DOMAIN, kind, kid)
+        return primed
+
+    def short(self, kid: str, kind: str, value: str) -> str:
+        """`<kid>.` + 24 hex characters (96 bits) of the HMAC: comparison tokens stay inside the bus.
+
+        Names, codes, date parts and postcodes recur across people, so tokens are memoised (bounded:
+        the cache starts again when full); an HMAC object copy costs ~4 us in CPython.
+        """
+        token = self._short.get((kid, kind, value))
+        if token is None:
+            h = self.mac(kid, kind).copy()
+            h.update(value.encode())
+            token = f"{kid}.{h.digest()[:12].hex()}"
+            if len(self._short) >= _MEMO:
+                self._short.clear()
+            self._short[(kid, kind, value)] = token
+        return token
+
+    def many(self, kid: str, kind: str, values: list[str]) -> str:
+        return " ".join(sorted({self.short(kid, kind, v) for v in values}))
+
+    def bloom(self, kid: str, kind: str, name: str) -> str:
+        primed = self.mac(kid, kind)
+
+        def mask_of(gram: str) -> int:
+            mask = self._masks.get((kid, kind, gram))
+            if mask is None:
+                mask = self._masks[(kid, kind, gram)] = bigram_mask(primed, gram)
+            return mask
+
+        return f"{kid}.{bloom(mask_of, name)}"
+
+
+_KEYED: weakref.WeakKeyDictionary[KeyRing, _Keyed] = weakref.WeakKeyDictionary()
+
+
+def _keyed(keyring: KeyRing) -> _Keyed:
+    keyed = _KEYED.get(keyring)
+    if keyed is None:
+        keyed = _KEYED[keyring] = _Keyed(keyring)
+    return keyed
+
+
+def _comparison_tokens(
+    k: _Keyed,
+    kid: str,
+    given: str | None,
+    family: str | None,
+    dob: date | None,
+    postcode: tuple[str, str] | None,
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for field, name in (("given", given), ("family", family)):
+        if name:
+            out[f"name_{field}"] = k.short(kid, "name", name)  # one kind: swapped names compare
+            out[f"bloom_{field}"] = k.bloom(kid, f"bloom:{field}_name", name)  # per-field key
+            out[f"sound_{field}"] = k.short(kid, "soundex", soundex(name))
+    if dob is not None:
+        y, m, d = f"{dob.year:04d}", f"{dob.month:02d}", f"{dob.day:02d}"
+        out["dob"] = k.short(kid, "dob", f"{y}{m}{d}")
+        out["dob_parts"] = k.many(kid, "dob_part", [f"ym|{y}|{m}", f"yd|{y}|{d}", f"md|{m}|{d}"])
+        out["dob_swap"] = k.short(kid, "dob_swap", f"{y}|{min(m, d)}|{max(m, d)}")
+    if postcode is not None:
+        full, district = postcode
+        out["postcode"] = k.short(kid, "postcode", full)
+        out["postcode_near"] = k.many(kid, "postcode_near", _one_typo(full))
+        out["postcode_district"] = k.short(kid, "postcode_district", district)
+    return out
 
 
 def linkage_tokens(
@@ -124,7 +216,8 @@ def linkage_tokens(
     deployment that rotates keys should pin the linkage key, or re-link (docs/linkage.md).
 
     Invalid kinds use the schema's identifier names: `nhs_number`, `upn`, `pnc_id`, `local_id`,
-    `name`, `date_of_birth`, `postcode`. A name-based token needs both names and a valid date of birth.
+    `name`, `date_of_birth`, `postcode`. The exact name keys need both names and a valid date of
+    birth; comparison material is made from whatever is present and valid.
     """
     kid = kid or keyring.active_id
     tokens: dict[str, str] = {}
@@ -141,45 +234,52 @@ def linkage_tokens(
         hmac_kind = f"local_id:{partner}" if kind == "local_id" else kind
         tokens[kind] = pseudonym(keyring, LINKAGE_DOMAIN, hmac_kind, normalised, kid)
 
-    dob = district = None
-    given_raw, family_raw = subject.get("given_name"), subject.get("family_name")
-    try:
-        given = _name_key(given_raw) if _present(given_raw) else None
-        family = _name_key(family_raw) if _present(family_raw) else None
-    except InvalidIdentifier:
-        invalid.append("name")
-        given = family = None
+    dob: date | None = None
+    postcode: tuple[str, str] | None = None
+    given = family = None
+    for field in ("given_name", "family_name"):
+        raw = subject.get(field)
+        if not _present(raw):
+            continue
+        try:
+            if field == "given_name":
+                given = _name_key(raw)
+            else:
+                family = _name_key(raw)
+        except InvalidIdentifier:
+            if "name" not in invalid:
+                invalid.append("name")
     if _present(subject.get("date_of_birth")):
         try:
-            dob = normalise_dob(subject["date_of_birth"]).isoformat()
+            dob = normalise_dob(subject["date_of_birth"])
         except InvalidIdentifier:
             invalid.append("date_of_birth")
     if _present(subject.get("postcode")):
         try:
-            district = postcode_district(subject["postcode"])
+            postcode = postcode_parts(subject["postcode"])
         except InvalidIdentifier:
             invalid.append("postcode")
 
     if given and family and dob:
+        iso = dob.isoformat()
+        district = postcode[1] if postcode else None
+        first, second = sorted((family, given))
         if district:
             tokens["name_dob_district"] = pseudonym(
-                keyring, LINKAGE_DOMAIN, "name_dob_district", f"{family}|{given}|{dob}|{district}", kid
+                keyring, LINKAGE_DOMAIN, "name_dob_district", f"{family}|{given}|{iso}|{district}", kid
             )
-        tokens["name_dob"] = pseudonym(keyring, LINKAGE_DOMAIN, "name_dob", f"{family}|{given}|{dob}", kid)
-        first, second = sorted((family, given))
-        tokens["swapped_name_dob"] = pseudonym(
-            keyring, LINKAGE_DOMAIN, "swapped_name_dob", f"{first}|{second}|{dob}", kid
-        )
-        if district:
             tokens["swapped_name_dob_district"] = pseudonym(
                 keyring,
                 LINKAGE_DOMAIN,
                 "swapped_name_dob_district",
-                f"{first}|{second}|{dob}|{district}",
+                f"{first}|{second}|{iso}|{district}",
                 kid,
             )
-            tokens["fuzzy_family"] = _fuzzy(keyring, kid, "fuzzy_family", f"{given}|{dob}|{district}", family)
-            tokens["fuzzy_given"] = _fuzzy(keyring, kid, "fuzzy_given", f"{family}|{dob}|{district}", given)
+        tokens["name_dob"] = pseudonym(keyring, LINKAGE_DOMAIN, "name_dob", f"{family}|{given}|{iso}", kid)
+        tokens["swapped_name_dob"] = pseudonym(
+            keyring, LINKAGE_DOMAIN, "swapped_name_dob", f"{first}|{second}|{iso}", kid
+        )
+    tokens.update(_comparison_tokens(_keyed(keyring), kid, given, family, dob, postcode))
     return tokens, invalid
 
 

@@ -243,9 +243,3 @@ def test_name_and_dob_alone_do_not_link_people_in_different_districts() -> None:
     fresh = Linker()
     p, _ = fresh.add(rec(pnc_id="c1", name_dob="x", name_dob_district="x-rg1"))
     assert fresh.add(rec("schools", name_dob="x"))[0] == p  # no district on one side: name + dob links
-
-
-def test_fuzzy_token_sets_link_through_any_member() -> None:
-    linker = Linker()
-    a, _ = linker.add(rec(upn="u1", name_dob_district="smith", fuzzy_family="f1 f2 f3"))
-    assert linker.add(rec("police", pnc_id="c1", name_dob_district="smth", fuzzy_family="f3 f4"))[0] == a

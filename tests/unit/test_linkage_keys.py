@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from streams.linkage.tokens import linkage_tokens
+from streams.linkage.encodings import decode_bloom, dice
+from streams.linkage.tokens import COMPARISON_KINDS, linkage_tokens
 from streams.privacy.identifiers import nhs_check_digit, pnc_check_char, upn_check_letter
 from streams.privacy.keys import KeyRing
 
@@ -90,47 +91,67 @@ def test_invalid_identifiers_are_listed_and_not_tokenised(ring: KeyRing) -> None
     }
     tokens, invalid = linkage_tokens(subject, "p", ring)
     assert sorted(invalid) == ["date_of_birth", "nhs_number", "pnc_id", "postcode", "upn"]
-    assert set(tokens) == {"local_id"}  # no dob -> no name keys
+    assert set(tokens) - set(COMPARISON_KINDS) == {"local_id"}  # no dob -> no exact name keys
+    assert not {"dob", "dob_parts", "postcode", "postcode_near"} & set(tokens)
 
 
 def test_missing_values_are_not_invalid(ring: KeyRing) -> None:
     tokens, invalid = linkage_tokens({"nhs_number": "", "given_name": "Sam", "family_name": None}, "p", ring)
-    assert tokens == {} and invalid == []
+    assert set(tokens) == {"name_given", "bloom_given", "sound_given"} and invalid == []
 
 
 def test_tokens_are_keyed_and_carry_the_key_id(ring: KeyRing) -> None:
     tokens, _ = linkage_tokens(BASE, "p", ring)
     other, _ = linkage_tokens(BASE, "p", KeyRing.generate())
     every = [t for value in tokens.values() for t in value.split()]
-    assert len(every) > len(tokens)  # fuzzy kinds hold sets
-    assert all(t.startswith(f"{ring.active_id}.") and len(t) == len(ring.active_id) + 27 for t in every)
+    assert len(every) > len(tokens)  # dob parts and postcode variants are sets
+    assert all(t.startswith(f"{ring.active_id}.") for t in every)
     assert set(every).isdisjoint(t for value in other.values() for t in value.split())
-    assert _nhs() not in " ".join(every)
+    text = " ".join(every).lower()
+    assert _nhs() not in text and "obrien" not in text
 
 
-def _shared(a: dict[str, str], b: dict[str, str], kind: str) -> bool:
-    return bool(set(a.get(kind, "").split()) & set(b.get(kind, "").split()))
+def _dice(a: dict[str, str], b: dict[str, str], kind: str) -> float:
+    x, y = (decode_bloom(t[kind].split(".", 1)[1]) for t in (a, b))
+    return dice(x, y, x.bit_count(), y.bit_count())
 
 
 @pytest.mark.parametrize("typo", ["Obrein", "OBrian", "Obrrien", "Obren"])  # swap, substitute, double, drop
-def test_one_typo_in_one_name_still_shares_a_fuzzy_token(ring: KeyRing, typo: str) -> None:
+def test_one_typo_keeps_the_name_filters_close(ring: KeyRing, typo: str) -> None:
     a, _ = linkage_tokens(BASE, "p", ring)
     b, _ = linkage_tokens({**BASE, "family_name": typo}, "p", ring)
-    assert a["name_dob"] != b["name_dob"]
-    assert _shared(a, b, "fuzzy_family") and not _shared(a, b, "fuzzy_given")
+    assert a["name_family"] != b["name_family"] and a["name_given"] == b["name_given"]
+    assert _dice(a, b, "bloom_family") >= 0.55 and _dice(a, a, "bloom_family") == 1.0
 
 
-def test_twins_share_no_fuzzy_token(ring: KeyRing) -> None:
+def test_twins_names_are_not_close(ring: KeyRing) -> None:
     jack, _ = linkage_tokens({**BASE, "given_name": "Jack"}, "p", ring)
     james, _ = linkage_tokens({**BASE, "given_name": "James"}, "p", ring)
-    ella, _ = linkage_tokens({**BASE, "given_name": "Ella"}, "p", ring)
-    ellie, _ = linkage_tokens({**BASE, "given_name": "Ellie"}, "p", ring)
-    assert not _shared(jack, james, "fuzzy_given") and not _shared(ella, ellie, "fuzzy_given")
+    assert _dice(jack, james, "bloom_given") < 0.55
 
 
-def test_fuzzy_tokens_need_a_district(ring: KeyRing) -> None:
+def test_name_dob_district_needs_a_postcode(ring: KeyRing) -> None:
     tokens, _ = linkage_tokens({**BASE, "postcode": None}, "p", ring)
-    assert "fuzzy_family" not in tokens and "name_dob_district" not in tokens and "name_dob" in tokens
+    assert "name_dob_district" not in tokens and "postcode" not in tokens and "name_dob" in tokens
+
+
+def test_foreign_postcodes_are_tokenised_with_a_coarser_district(ring: KeyRing) -> None:
+    a, invalid = linkage_tokens({**BASE, "postcode": "4223"}, "p", ring)
+    b, _ = linkage_tokens({**BASE, "postcode": "4232"}, "p", ring)  # two digits transposed
+    c, _ = linkage_tokens({**BASE, "postcode": "4229"}, "p", ring)  # same delivery area
+    assert invalid == [] and a["postcode"] != b["postcode"]
+    assert set(a["postcode_near"].split()) & set(b["postcode_near"].split())
+    assert a["postcode_district"] == c["postcode_district"] != b["postcode_district"]
+
+
+def test_date_of_birth_parts_catch_one_wrong_part_and_transposition(ring: KeyRing) -> None:
+    a, _ = linkage_tokens({**BASE, "date_of_birth": "2010-03-07"}, "p", ring)
+    typo, _ = linkage_tokens({**BASE, "date_of_birth": "2011-03-07"}, "p", ring)
+    swapped, _ = linkage_tokens({**BASE, "date_of_birth": "2010-07-03"}, "p", ring)
+    other, _ = linkage_tokens({**BASE, "date_of_birth": "2011-04-07"}, "p", ring)
+    parts = [set(t["dob_parts"].split()) for t in (a, typo, other)]
+    assert len(parts[0] & parts[1]) == 1 and not parts[0] & parts[2]
+    assert a["dob"] != swapped["dob"] and a["dob_swap"] == swapped["dob_swap"]
 
 
 def test_a_pinned_key_keeps_tokens_stable_across_rotation() -> None:
