@@ -1,5 +1,10 @@
 """The linker agent: `link.identifiers` in, `link.person` facts and merges out (docs/linkage.md).
 
+Facts say why their record linked (`link`: which rule, and for a probabilistic link which
+comparisons agreed and the match weight) and which review questions it raised (`review`); the
+questions go to the review queue (`streams.linkage.review`), whose answers come back on
+`link.identifiers` as `review_decision` records and are applied in stream order.
+
 One ordered stream (1 partition, concurrency 1). Each batch runs in a worker thread, in this order:
 1. link every record (`streams.linkage.linker.Linker`), dead-lettering malformed ones with a reason;
 2. produce facts, merges and dead letters and wait for every delivery;
@@ -33,6 +38,8 @@ from streams.kafka.admin import compacted, ensure_topics
 from streams.kafka.producer import DeliveringProducer
 from streams.kafka.reader import read_to_end
 from streams.linkage.linker import Linker
+from streams.linkage.outcome import Merge, Review
+from streams.linkage.review import ReviewStore
 from streams.linkage.tokens import FUZZY_KINDS
 from streams.privacy.vault import Vault
 from streams.settings import Settings
@@ -90,6 +97,30 @@ def _forget_request(value: bytes | None) -> list[str] | None:
     return tokens
 
 
+def _review_decision(value: bytes | None) -> dict[str, Any] | None:
+    """A `{"kind": "review_decision", ...}` record (`streams.linkage.review`), else None."""
+    if not value or b'"review_decision"' not in value:
+        return None
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") != "review_decision":
+        return None
+    if not all(isinstance(doc.get(k), str) for k in ("review_id", "a", "b", "reviewer")) or not isinstance(
+        doc.get("accept"), bool
+    ):
+        raise MalformedRecord("review_decision needs review_id, a, b, reviewer (strings) and accept (bool)")
+    return doc
+
+
+def _merge_output(merge: Merge, at: Any, event_id: str, why: Mapping[str, Any] | None = None) -> Output:
+    doc = {"kind": "merge", "from": merge.from_, "into": merge.into, "at": at, "event_id": event_id}
+    if why:
+        doc["why"] = dict(why)
+    return Output(topics.LINK_PERSON, merge.from_.encode(), _dumps(doc))
+
+
 def restore(kafka_config: dict[str, Any], topic: str = LINK_STATE) -> Linker:
     """Replay the changelog to partition EOF; the last value per key wins, empty values delete."""
     state: dict[str, dict[str, Any] | None] = {}
@@ -110,9 +141,12 @@ class LinkerStage:
         load: Callable[[], Linker],
         vault: Vault | None,
         retry_backoff: float = 1.0,
+        reviews: ReviewStore | None = None,
     ) -> None:
         self._send, self._load, self._vault, self._backoff = send, load, vault, retry_backoff
+        self._reviews = reviews
         self.linker: Linker | None = None
+        self.queued: list[tuple[Review, str]] = []  # what went to review (kept when there is no store)
 
     def invalidate(self) -> None:
         """Forget in-memory state (partition revoked): the next batch restores from the changelog."""
@@ -129,6 +163,7 @@ class LinkerStage:
         outputs: list[Output] = []
         links: list[tuple[str, int, str, list[str]]] = []
         merges: list[tuple[str, str]] = []
+        queued: list[tuple[Review, str]] = []
         for record in records:
             started = time.perf_counter()
             try:
@@ -138,8 +173,22 @@ class LinkerStage:
                     erased = [t for token in forget for t in linker.forget_person(token)]
                     log.info("forgot %d person token(s) on an erasure request", len(erased))
                     continue
+                decision = _review_decision(record.value)
+                if decision is not None:
+                    decided = linker.decide(decision["a"], decision["b"], decision["accept"])
+                    why = {
+                        "rule": "review",
+                        "review_id": decision["review_id"],
+                        "reviewer": decision["reviewer"],
+                    }
+                    for m in decided:
+                        outputs.append(
+                            _merge_output(m, decision.get("at"), f"review:{decision['review_id']}", why)
+                        )
+                        merges.append((m.from_, m.into))
+                    continue
                 doc = parse_record(record.value)
-                person, caused = linker.add(doc)
+                outcome = linker.link(doc)
             except MalformedRecord as exc:
                 outputs.append(dead_letter(record, STAGE, DECODE_ERROR, str(exc)))
                 metrics.count_dead_letter(STAGE, DECODE_ERROR)
@@ -149,14 +198,18 @@ class LinkerStage:
                 outputs.append(dead_letter(record, STAGE, INTERNAL, type(exc).__name__))
                 metrics.count_dead_letter(STAGE, INTERNAL)
                 continue
+            person = outcome.person
             fact = {k: v for k, v in doc.items() if k not in _DROPPED}
             fact.update(kind="fact", person_token=person)
+            if outcome.evidence:
+                fact["link"] = outcome.evidence  # why this record joined the people it did
+            if outcome.reviews:
+                fact["review"] = [r.id for r in outcome.reviews]
             outputs.append(Output(topics.LINK_PERSON, (person or doc["event_id"]).encode(), _dumps(fact)))
-            for m in caused:
-                merge = {"kind": "merge", "from": m.from_, "into": m.into, "at": doc.get("occurred_at")}
-                merge["event_id"] = doc["event_id"]
-                outputs.append(Output(topics.LINK_PERSON, m.from_.encode(), _dumps(merge)))
+            for m in outcome.merges:
+                outputs.append(_merge_output(m, doc.get("occurred_at"), doc["event_id"]))
                 merges.append((m.from_, m.into))
+            queued.extend((r, doc["event_id"]) for r in outcome.reviews)
             if person is not None:
                 links.append((doc["event_id"], doc["subject_index"], person, _exact_tokens(doc["tokens"])))
             metrics.PROCESSING_TIME.labels(stage="link").observe(time.perf_counter() - started)
@@ -164,17 +217,20 @@ class LinkerStage:
         if self._vault is not None:
             self._retry(lambda v: v.link_many(links), self._vault)
             self._retry(lambda v: v.merge_many(merges), self._vault)
+        if self._reviews is not None:
+            self._retry(lambda r: r.queue(queued), self._reviews)
+        self.queued.extend(queued)
         state = linker.drain_changes()
         self._send(
             [Output(LINK_STATE, pt.encode(), _dumps(doc) if doc else None) for pt, doc in state.items()]
         )
         return len(outputs)
 
-    def _retry(self, write: Callable[[Vault], Any], vault: Vault) -> None:
-        """Vault writes block the stream until they succeed: links must not silently go missing."""
+    def _retry(self, write: Callable[[Any], Any], store: Any) -> None:
+        """Vault and review writes block the stream until they succeed: nothing may go missing."""
         while True:
             try:
-                write(vault)
+                write(store)
                 return
             except Exception as exc:
                 log.warning("vault write failed, retrying: %s", type(exc).__name__)
@@ -193,12 +249,15 @@ def register(
     from streams.pg import ensure_database
 
     ensure_topics(settings, [compacted(LINK_STATE, 1)])
+    reviews = None
     if vault is None and use_vault:
         ensure_database(settings.postgres_dsn)
         vault = Vault(settings.postgres_dsn)
+    if use_vault:
+        reviews = ReviewStore(settings.postgres_dsn)
     kafka_config = settings.kafka_config()
     out = producer or DeliveringProducer(kafka_config)
-    stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault)
+    stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault, reviews=reviews)
     if settings.batched_consumers:
         # ~1.2 records per event on one partition: Faust's per-event Stream cost would make the
         # linker the bottleneck (agents/batched.py). A failed batch is replayed from the commit.

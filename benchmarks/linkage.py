@@ -112,14 +112,14 @@ def prepare(subjects: Iterable[tuple[str, Mapping[str, Any], str, str]], keyring
 def simulated(seed: int, people: int, events: int) -> Iterable[tuple[str, Mapping[str, Any], str, str]]:
     for g in Simulation(seed, people).generate(events):
         event = g.event
-        subjects = (
-            [p["subject"] for p in event["people"]]
-            if isinstance(event.get("people"), list)
-            else [event.get("subject")]
+        listed = event.get("people")
+        subjects: list[Any] = (
+            [p["subject"] for p in listed] if isinstance(listed, list) else [event.get("subject")]
         )
         for i, (person, role) in enumerate(g.people):
-            if role != "ANONYMOUS" and subjects[i]:
-                yield g.partner, subjects[i], f"{event['envelope']['event_id']}:{i}", person.person_id
+            subject = subjects[i]
+            if role != "ANONYMOUS" and isinstance(subject, Mapping):
+                yield g.partner, subject, f"{event['envelope']['event_id']}:{i}", person.person_id
 
 
 def parse_map(text: str) -> dict[str, str]:
@@ -166,9 +166,9 @@ def from_csv(
 
 def link_all(prepared: Prepared, model: Model) -> dict[str, Any]:
     linker = Linker(model)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     outcomes = [linker.link(r) for r in prepared.records]
-    link_s = time.perf_counter() - started
+    link_s, link_cpu = time.perf_counter() - started, time.thread_time() - cpu
     predicted = [
         (linker.resolve(o.person) or o.person) if o.person is not None else f"none:{n}"
         for n, o in enumerate(outcomes)
@@ -178,6 +178,7 @@ def link_all(prepared: Prepared, model: Model) -> dict[str, Any]:
         "reviews": sum(len(o.reviews) for o in outcomes),
         "untokenised": sum(o.person is None for o in outcomes),
         "link_per_s": len(prepared.records) / link_s,
+        "link_per_cpu_s": len(prepared.records) / max(link_cpu, 1e-9),
     }
 
 
@@ -245,20 +246,22 @@ def _run(args: argparse.Namespace) -> int:
         model.save(args.save_model)
     r = link_all(prepared, model)
     s: Scores = r["scores"]
+    source = f"file {args.model}" if args.model else "estimated by EM from the tokens"
     print(f"{name}: {s.records} records about {s.people} entities; {s.clusters} clusters")
     print(
-        f"model: {'file ' + str(args.model) if args.model else 'estimated by EM from the tokens'}, prior {model.prior:.4g}, "
-        f"link at weight >= {model.link_threshold}, review from {model.review_threshold}"
+        f"model: {source}; prior {model.prior:.4g}; link at weight >= {model.link_threshold}, review from ",
+        end="",
     )
+    print(f"{model.review_threshold}")
     print(
-        f"invalid identifiers (not tokenised): {dict(prepared.invalid)}; records without tokens {r['untokenised']}"
+        f"invalid identifiers (not tokenised): {dict(prepared.invalid)}; without tokens: {r['untokenised']}"
     )
     print(
         f"false pairs {s.false_pairs}, missed pairs {s.missed_pairs}, pairs queued for review {r['reviews']}"
     )
     print(
-        f"speed: linkage_tokens {len(prepared.records) / prepared.tokenise_s:,.0f} subjects/s, "
-        f"Linker {r['link_per_s']:,.0f} records/s"
+        f"speed: linkage_tokens {len(prepared.records) / prepared.tokenise_s:,.0f} subjects/s; "
+        f"Linker {r['link_per_s']:,.0f} records/s ({r['link_per_cpu_s']:,.0f} per CPU-second of its thread)"
     )
     print(f"precision {s.precision:.4f} recall {s.recall:.4f} f1 {s.f1:.4f}")
     return 0

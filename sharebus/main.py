@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "subject_access",
     "retention",
     "auth",
+    "linkage",
 ]
 
 app = typer.Typer(

@@ -21,7 +21,16 @@ from dataclasses import dataclass
 
 from streams.linkage.encodings import decode_bloom, dice
 
-__all__ = ["COMPARISONS", "LEVELS", "NULL", "Signature", "blocking_keys", "compare", "identity_key", "signature"]
+__all__ = [
+    "COMPARISONS",
+    "LEVELS",
+    "NULL",
+    "Signature",
+    "blocking_keys",
+    "compare",
+    "identity_key",
+    "signature",
+]
 
 NULL = -1
 COMPARISONS = ("given_name", "family_name", "date_of_birth", "postcode")

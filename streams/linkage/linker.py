@@ -147,7 +147,7 @@ class Linker:
             if tokens.get(kind)
         }
         weak = [(tokens[kind], kind) for kind in WEAK_KINDS if tokens.get(kind)]
-        sig = self._index.known(identity_key(tokens)) or signature(tokens, COMPARISON_KINDS)
+        sig = self._index.known(identity_key(tokens)) or self._enough(signature(tokens, COMPARISON_KINDS))
         if not claim and not weak and sig is None:
             return Outcome(None)
         located = bool(tokens.get("name_dob_district"))
@@ -237,6 +237,12 @@ class Linker:
             evidence.append(s.explain())
             target = s.cluster if target is None else self._union(target, s.cluster, losers)
         return target, rivals + unsure
+
+    def _enough(self, sig: Signature | None) -> Signature | None:
+        """`sig` if agreeing on all it holds could link (a given name alone never could), else None."""
+        if sig is None or self._index.self_weight(sig) < self.model.link_threshold:
+            return None
+        return sig
 
     def _may_join(self, target: str | None, claim: Mapping[str, str], other: str) -> bool:
         """No validated identifier conflicts and no reviewer said the two are different people."""
@@ -335,7 +341,7 @@ class Linker:
             for alias in cluster.aliases:
                 linker._alias[alias] = pt
             for tokens in doc.get("sigs", ()):
-                sig = self._index.known(identity_key(tokens)) or signature(tokens, COMPARISON_KINDS)
+                sig = linker._index.known(identity_key(tokens)) or signature(tokens, COMPARISON_KINDS)
                 if sig is not None:
                     linker._index.add(pt, sig)
         return linker

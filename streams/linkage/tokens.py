@@ -20,7 +20,8 @@ Token kinds (the keys of the returned dict):
   and its parts (year+month, year+day, month+day: two of three agree when one part has a typo;
   year with month and day sorted: day/month transposed), the postcode, its district (UK outward
   code; other countries' postcodes all but the last character) and its variants with one
-  character masked or two adjacent ones sorted (one typo or transposition apart = one shared). Sets of tokens are space-separated.
+  character masked or two adjacent ones sorted (one typo or transposition apart: one shared).
+  Sets of tokens are space-separated.
 Names are matched with spaces removed ("Anne-Marie" / "Anne Marie" / "Annemarie" meet).
 """
 
