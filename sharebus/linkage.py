@@ -1,16 +1,19 @@
 """`sharebus linkage review`: the clerical review queue of links the linker was unsure of.
 
     sharebus linkage review list [--limit N] [--json]
-    sharebus linkage review accept REVIEW_ID --reviewer council:dpo.jones --reason "..."
-    sharebus linkage review reject REVIEW_ID --reviewer council:dpo.jones --reason "..."
+    sharebus linkage review accept REVIEW_ID --auth-token TOKEN --reason "..."
+    sharebus linkage review reject REVIEW_ID --auth-token TOKEN --reason "..."
 
 `list` prints each pending question: the two person tokens, the match weight and which
 comparisons agreed. `accept` merges the two people, `reject` keeps them apart for good; both are
 audited (`linkage_review_audit`) with the reviewer and the reason, refusals included, and reach
 the linker as a record on `link.identifiers` (streams/linkage/review.py).
 
-The reviewer is named by `--reviewer` as `<partner>:<person>`: the bus does not authenticate it
-yet (verified identities are not on this branch's main); the audit row records who was named.
+Deciding needs a verified identity: a bearer token (`sharebus auth token --partner P --role
+linkage_reviewer --subject S`, or one from the deployment's issuer) whose caller acts for a
+data-owning partner and holds the `linkage_reviewer` role. The audit row names the reviewer as
+`<partner>:<subject>` from the verified claims, never from a flag. Listing shows only person
+tokens, weights and level names, and needs the database role that can read the queue.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sharebus.common import fail
 from streams import topics
 from streams.deadletter import Output
 from streams.errors import SharingBusError
+from streams.identity import AuthError, TokenVerifier
 from streams.kafka.producer import DeliveringProducer
 from streams.linkage.review import ReviewError, ReviewRow, ReviewStore, decision_record
 from streams.settings import get_settings
@@ -42,7 +46,8 @@ def _store(dsn: str | None) -> ReviewStore:
 
 def _line(row: ReviewRow) -> str:
     agreed = ", ".join(
-        f"{name} {c['level']} ({c['weight']:+.1f})" for name, c in row.explanation.get("comparisons", {}).items()
+        f"{name} {c['level']} ({c['weight']:+.1f})"
+        for name, c in row.explanation.get("comparisons", {}).items()
     )
     return f"{row.id}\t{row.person_a}\t{row.person_b}\tweight {row.weight:.2f}\t{agreed}"
 
@@ -64,8 +69,28 @@ def list_cmd(
         typer.echo("no pending reviews", err=True)
 
 
-def _decide(review_id: str, accept: bool, reviewer: str, reason: str, dsn: str | None) -> None:
+REVIEWER_ROLE = "linkage_reviewer"
+
+
+def _reviewer(token: str) -> str:
+    """`<partner>:<subject>` of a verified caller allowed to decide, else one line and exit 2."""
+    try:
+        principal = TokenVerifier.from_settings(get_settings()).verify(token)
+    except AuthError as exc:
+        fail(f"not authenticated: {exc}", code=2)
+    except SharingBusError as exc:
+        fail(str(exc))
+    if principal.partner is None or not principal.has_role(REVIEWER_ROLE):
+        fail(
+            f"{principal.subject} may not decide reviews: needs a partner and the {REVIEWER_ROLE} role",
+            code=2,
+        )
+    return f"{principal.partner}:{principal.subject}"
+
+
+def _decide(review_id: str, accept: bool, token: str, reason: str, dsn: str | None) -> None:
     settings = get_settings()
+    reviewer = _reviewer(token)
     store = _store(dsn)
     try:
         with store.deciding(review_id, accept, reviewer, reason) as row:
@@ -85,23 +110,23 @@ def _decide(review_id: str, accept: bool, reviewer: str, reason: str, dsn: str |
 @review_app.command("accept")
 def accept(
     review_id: str = typer.Argument(..., help="The review's id (r.…), from `list`"),
-    reviewer: str = typer.Option(..., "--reviewer", help="Who decides, as <partner>:<person> (audited)"),
+    token: str = typer.Option(..., "--auth-token", help="Bearer token of the reviewer (sharebus auth token)"),
     reason: str = typer.Option(..., "--reason", help="Why they are one person (audited)"),
     dsn: str | None = typer.Option(None, "--dsn", help="PostgreSQL DSN (default: SHARINGBUS_POSTGRES_DSN)"),
 ) -> None:
     """The two are one person: the linker merges them (and the views move the profile)."""
-    _decide(review_id, True, reviewer, reason, dsn)
+    _decide(review_id, True, token, reason, dsn)
 
 
 @review_app.command("reject")
 def reject(
     review_id: str = typer.Argument(..., help="The review's id (r.…), from `list`"),
-    reviewer: str = typer.Option(..., "--reviewer", help="Who decides, as <partner>:<person> (audited)"),
+    token: str = typer.Option(..., "--auth-token", help="Bearer token of the reviewer (sharebus auth token)"),
     reason: str = typer.Option(..., "--reason", help="Why they are different people (audited)"),
     dsn: str | None = typer.Option(None, "--dsn", help="PostgreSQL DSN (default: SHARINGBUS_POSTGRES_DSN)"),
 ) -> None:
     """The two are different people: the linker never links them, nor asks again."""
-    _decide(review_id, False, reviewer, reason, dsn)
+    _decide(review_id, False, token, reason, dsn)
 
 
 def register(app: typer.Typer) -> None:

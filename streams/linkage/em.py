@@ -117,6 +117,7 @@ def train(
     review_threshold: float,
     seed: int = 0,
     trained_on: str = "",
+    u_pairs: int = 100_000,
 ) -> Model:
     """A model estimated from `sigs` alone (distinct signatures are used; no label anywhere).
 
@@ -130,7 +131,7 @@ def train(
     n = len(distinct)
     if n < 2:
         raise ValueError("need at least two distinct records to estimate a model")
-    u = estimate_u(distinct, seed=seed)
+    u = estimate_u(distinct, pairs=u_pairs, seed=seed)
     by_dob = blocked_pairs(distinct, lambda s: s.dob)
     by_names = blocked_pairs(
         distinct, lambda s: f"{s.given_sound}{s.family_sound}" if s.given_sound and s.family_sound else None
