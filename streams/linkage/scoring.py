@@ -27,6 +27,7 @@ __all__ = ["MAX_BLOCK", "MAX_SIGNATURES", "ScoreIndex", "Scored"]
 MAX_BLOCK = 64  # a blocking key held by more clusters than this is too common to search by
 MAX_SIGNATURES = 16  # distinct signatures kept per cluster: enough for one person's variants
 TF_MIN = 500
+_TOP = tuple(len(LEVELS[c]) - 1 for c in COMPARISONS)  # each comparison's closest level
 _NAMES = (0, 1)  # given_name, family_name positions in COMPARISONS
 
 
@@ -165,7 +166,13 @@ class ScoreIndex:
 
     def self_weight(self, sig: Signature) -> float:
         """Weight of a record against an identical one: what agreeing on all it carries is worth."""
-        return self._prior + sum(self._level_weights(sig, compare(sig, sig)))
+        top = (
+            _EXACT_NAME if sig.given else NULL,
+            _EXACT_NAME if sig.family else NULL,
+            _TOP[2] if sig.dob else NULL,
+            _TOP[3] if sig.postcode else NULL,
+        )
+        return self._prior + sum(self._level_weights(sig, top))
 
     def _level_weights(self, sig: Signature, levels: tuple[int, ...]) -> tuple[float, ...]:
         out = [0.0 if level == NULL else self._weights[k][level] for k, level in enumerate(levels)]
