@@ -279,7 +279,12 @@ def test_worker_reports_a_vanished_broker_and_recovers_when_one_returns(tmp_path
 
         def decided() -> bool:
             try:
-                samples.append((time.monotonic(), httpx.get(f"{worker.url}/ready", timeout=5).status_code))
+                samples.append(
+                    (
+                        time.monotonic(),
+                        httpx.get(f"{worker.url}/ready", headers=worker.ops, timeout=5).status_code,
+                    )
+                )
             except httpx.HTTPError:
                 samples.append((time.monotonic(), 0))
             return after_ids <= {r["event_id"] for r in audit_records(settings)}
