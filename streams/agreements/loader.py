@@ -56,6 +56,7 @@ class Issue:
     key: str
     message: str
     severity: Literal["error", "warning"] = "error"
+    lapse: bool = False  # the agreement is valid but past its review date or expiry
 
     def __str__(self) -> str:
         where = f"{self.file}: {self.key}" if self.key else str(self.file)
@@ -113,9 +114,11 @@ def directory_digest(directory: Path) -> str:
 def load_agreements(
     directory: Path | str, catalogue: Catalogue, *, today: date | None = None
 ) -> AgreementSet:
-    """The agreements of `directory`; ConfigurationError naming every file and key at fault."""
+    """The agreements of `directory`; ConfigurationError naming every file and key at fault. Lapsed
+    agreements are no fault of the file: they come back in `lapsed` (retention and subject access
+    still need them; the compiler makes them deny)."""
     agreements, issues = check_agreements(directory, catalogue, today=today)
-    errors = [i for i in issues if i.severity == "error"]
+    errors = [i for i in issues if i.severity == "error" and not i.lapse]
     if errors:
         raise ConfigurationError("invalid agreements:\n" + "\n".join(f"  {e}" for e in errors))
     return agreements
@@ -160,7 +163,7 @@ def check_agreements(
             valid.append(agreement)
         else:
             lapsed.append(Lapsed(agreement, lapsed_because[1]))
-            issues.append(Issue(path, lapsed_because[0], lapsed_because[1]))
+            issues.append(Issue(path, lapsed_because[0], lapsed_because[1], lapse=True))
     valid, refused = one_recipient_per_domain(
         valid, recipients, lambda a: previous.from_file(a.file) if previous is not None else None
     )

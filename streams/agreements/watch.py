@@ -128,13 +128,12 @@ class PlanWatcher:
         """Compile what stands, each agreement on its own; report the rest (log, metrics)."""
         failures: list[str] = []
         planset = compile_plans(agreements, self.catalogue, self.keyring, self.area_lookup, failures=failures)
-        lapsed = {x.agreement.file for x in agreements.lapsed}
-        errors = [str(i) for i in issues if i.severity == "error" and i.file not in lapsed] + failures
+        errors = [str(i) for i in issues if i.severity == "error" and not i.lapse] + failures
         for x in agreements.lapsed:
             log.warning("agreement %s (%s) lapsed: %s", x.agreement.id, x.agreement.file, x.reason)
         for error in errors:
             log.error("agreement not applied: %s", error)
-        broken = {i.file for i in issues if i.severity == "error" and i.file not in lapsed}
+        broken = {i.file for i in issues if i.severity == "error" and not i.lapse}
         self.last_error = "\n".join(errors) or None
         metrics.AGREEMENTS_LOADED.set(len(agreements.agreements))
         metrics.AGREEMENTS_LAPSED.set(len(agreements.lapsed))

@@ -132,7 +132,6 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
         "special_category_basis",
         "people[].role (special_category:criminal_offence)",
     ),
-    "review date passed": (_set(review_date="2026-01-31"), "review_date", "has passed"),
     "unknown recipient": (_set(recipient="vru"), "recipient", "unknown recipient 'vru'"),
     "aggregate tier gets events": (
         _set(recipient="public_open_data"),
@@ -336,3 +335,14 @@ def test_agreements_feeding_one_topic_must_agree_on_its_schema(
     (issue,) = check_agreements(d, catalogue, today=TODAY)[1]
     assert (issue.file.name, issue.key) == ("b.yaml", "event_types.education.exclusion")
     assert "shared.reading_yjs_team.education.exclusion is also fed by reading_schools" in issue.message
+
+
+def test_a_passed_review_date_is_reported_and_lapses_the_agreement_alone(
+    catalogue: Catalogue, agreement_dir: Callable[..., Path]
+) -> None:
+    d = agreement_dir({"test.yaml": base_agreement(review_date="2026-01-31")})
+    _, issues = check_agreements(d, catalogue, today=TODAY)
+    assert [(i.severity, i.key, i.lapse) for i in issues] == [("error", "review_date", True)]
+    assert "review date 2026-01-31 has passed" in issues[0].message
+    loaded = load_agreements(d, catalogue, today=TODAY)  # no fault in the file: nothing raised
+    assert loaded.agreements == () and [x.agreement.id for x in loaded.lapsed] == ["test-agreement"]
