@@ -99,30 +99,43 @@ class PlanWatcher:
                 log.exception("agreements watcher: look at %s failed", self.directory)
 
     def refresh(self) -> bool:
-        """Reload if the directory or the date changed; True when a new plan set is now served."""
+        """Reload if the directory or the date changed; True when a new plan set is now served.
+
+        What was looked at is remembered only once the reload succeeded, so a look that raises is
+        repeated at the next tick instead of leaving the old plan set in force.
+        """
         with self._lock:
             try:
                 signature, day = self._stat(), self._today()
                 if signature == self._signature and day == self._day:
                     return False
-                self._signature = signature
                 digest = directory_digest(self.directory)
             except (OSError, SharingBusError) as exc:  # the directory went away: so did the agreements
-                self._signature, self._digest = (), ""
-                self._agreements = AgreementSet(self.directory, (), self._agreements.recipients, "none")
-                self._planset = compile_plans(self._agreements, self.catalogue, self.keyring)
-                self._failed(f"cannot read {self.directory}: {exc}")
-                return True
+                return self._gone(str(exc))
             if digest == self._digest and day == self._day:
+                self._signature = signature  # touched, not changed
                 return False
-            self._digest, self._day = digest, day
             agreements, issues = check_agreements(
                 self.directory, self.catalogue, today=day, previous=self._agreements
             )
             planset = self._compile(agreements, issues)
             self._agreements, self._planset = agreements, planset
+            self._signature, self._digest, self._day = signature, digest, day
             log.info("agreements reloaded: plan set %s (%d plans)", planset.version, len(planset))
             return True
+
+    def _gone(self, why: str) -> bool:
+        """Enforce nothing (every event denied and audited) while the directory cannot be read."""
+        if self._signature == () and self._digest == "":
+            return False  # already so
+        self._signature, self._digest = (), ""
+        self._agreements = AgreementSet(self.directory, (), self._agreements.recipients, "none")
+        self._planset = compile_plans(self._agreements, self.catalogue, self.keyring)
+        self.last_error = f"cannot read {self.directory}: {why}"
+        metrics.AGREEMENTS_LOADED.set(0)
+        metrics.PLAN_RELOADS.labels(result="failure").inc()
+        log.error("no agreement is enforced (every event is denied): %s", self.last_error)
+        return True
 
     def _compile(self, agreements: AgreementSet, issues: list[Issue]) -> PlanSet:
         """Compile what stands, each agreement on its own; report the rest (log, metrics)."""
@@ -140,12 +153,6 @@ class PlanWatcher:
         metrics.AGREEMENTS_INVALID.set(len(broken) + len(failures))
         metrics.PLAN_RELOADS.labels(result="failure" if errors else "success").inc()
         return planset
-
-    def _failed(self, message: str) -> None:
-        self.last_error = message
-        metrics.AGREEMENTS_LOADED.set(0)
-        metrics.PLAN_RELOADS.labels(result="failure").inc()
-        log.error("no agreement is enforced (every event is denied): %s", message)
 
     def _stat(self) -> Signature:
         if not self.directory.is_dir():

@@ -278,3 +278,14 @@ def test_a_missing_recipients_file_at_start_is_fatal(
     (d / "recipients.yaml").unlink()
     with pytest.raises(ConfigurationError, match=r"recipients\.yaml: missing"):
         PlanWatcher(Settings(agreements_dir=d), catalogue, keyring)
+
+
+def test_a_vanished_directory_stops_every_flow_until_it_returns(watched: Watched) -> None:
+    watcher, d, _ = watched
+    hidden = d.with_name(d.name + "-away")
+    d.rename(hidden)
+    assert watcher.refresh() is True and len(watcher.current()) == 0
+    assert watcher.last_error is not None and "does not exist" in watcher.last_error
+    assert watcher.refresh() is False  # said once
+    hidden.rename(d)
+    assert watcher.refresh() is True and len(watcher.current()) == 1 and watcher.last_error is None
