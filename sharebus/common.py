@@ -9,6 +9,9 @@ from typing import NoReturn
 
 import typer
 
+from streams.errors import BrokerError
+from streams.settings import Settings
+
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear error line and exit non-zero."""
@@ -35,3 +38,20 @@ def wait_for_stop(timeout: float | None = None) -> None:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+BROKER_WAIT_SECONDS = 10.0
+
+
+def require_broker(settings: Settings, bootstrap: str | None = None) -> None:
+    """Fail in one line, before any client floods stderr with librdkafka's retries, without Kafka."""
+    from streams.kafka.broker import wait_for_metadata
+
+    servers = bootstrap or settings.bootstrap_servers
+    try:
+        wait_for_metadata(servers, BROKER_WAIT_SECONDS, kafka_config=settings.kafka_config())
+    except BrokerError:
+        fail(
+            f"no Kafka broker answered at {servers} within {BROKER_WAIT_SECONDS:g} s: start one with"
+            " `sharebus broker`, or set SHARINGBUS_BOOTSTRAP_SERVERS to yours"
+        )

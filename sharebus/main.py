@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+import psycopg
 import typer
 
 from streams.errors import SharingBusError
@@ -52,6 +53,11 @@ def main() -> None:
         app()
     except SharingBusError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    except psycopg.OperationalError as exc:
+        # Every command that needs the database meets it first at start, wherever that is.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: PostgreSQL (SHARINGBUS_POSTGRES_DSN) is not reachable: {first}", err=True)
         raise SystemExit(1) from None
 
 

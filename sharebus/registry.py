@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 import typer
 
-from sharebus.common import announce, fail, wait_for_stop
+from sharebus.common import announce, fail, require_broker, wait_for_stop
 from streams import topics
 from streams.errors import SharingBusError
 from streams.registry import EmbeddedRegistry
@@ -32,6 +32,7 @@ def registry(
     """Serve the schema registry on loopback and print its URL; schemas persist in Kafka."""
     settings = get_settings()
     servers = bootstrap or settings.bootstrap_servers
+    require_broker(settings, servers)
     reg = EmbeddedRegistry(
         bootstrap=servers,
         port=_configured_port() if port is None else port,

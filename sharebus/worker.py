@@ -8,7 +8,7 @@ import time
 import httpx
 import typer
 
-from sharebus.common import announce
+from sharebus.common import announce, require_broker
 from streams.settings import get_settings
 
 
@@ -43,6 +43,7 @@ def worker(
             settings = Settings.model_validate({**settings.model_dump(), "roles": roles})
         except ValueError as exc:
             raise typer.BadParameter(str(exc).splitlines()[-1], param_hint="--roles") from exc
+    require_broker(settings)
     configure_logging(settings)
     url = f"http://{settings.web_host}:{settings.web_port}"
     threading.Thread(target=_announce_when_up, args=(url,), daemon=True).start()

@@ -9,6 +9,8 @@ No plan means default deny, which is an explanation too.
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -191,8 +193,34 @@ def coerce_event(catalogue: Catalogue, raw: Mapping[str, Any]) -> dict[str, Any]
     try:
         fastavro.validation.validate(event, event_type.parsed, raise_errors=True)
     except fastavro.validation.ValidationError as exc:
-        raise ValidationError(event_type.name, f"does not match its schema: {exc}") from None
+        problems = "; ".join(_schema_problem(e) for e in _messages(exc))
+        raise ValidationError(event_type.name, f"does not match its schema: {problems}") from None
     return event
+
+
+def _messages(exc: Exception) -> list[str]:
+    """fastavro puts its messages in args[0], as a list or as that list dumped to JSON."""
+    first = exc.args[0] if exc.args else str(exc)
+    if isinstance(first, str):
+        try:
+            first = json.loads(first)
+        except ValueError:
+            return [first]
+    return [str(m) for m in first] if isinstance(first, list) else [str(first)]
+
+
+_FIELD_PROBLEM = re.compile(r"Field\((?P<field>[^)]*)\) is (?P<value>.*?) expected (?P<expected>.*)", re.S)
+
+
+def _schema_problem(text: str) -> str:
+    """One of fastavro's validation messages as a short phrase (it prints whole schema fragments)."""
+    match = _FIELD_PROBLEM.match(text.strip())
+    if match is None:
+        return " ".join(text.split())[:120]
+    value = "missing" if match["value"] == "None" else f"{match['value'][:40]!s}"
+    expected = match["expected"]
+    kind = re.search(r"'logicalType': '([^']+)'", expected) or re.search(r"'type': '([^']+)'", expected)
+    return f"{match['field']} is {value}, expected {kind.group(1) if kind else expected[:60]}"
 
 
 def _record(nodes: tuple[Node, ...], raw: Mapping[str, Any]) -> dict[str, Any]:

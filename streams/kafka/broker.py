@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -73,12 +74,24 @@ def wait_for_port_free(host: str, port: int, timeout: float) -> None:
 
 
 def wait_for_metadata(
-    bootstrap: str, timeout: float = 20.0, alive: Callable[[], bool] = lambda: True
+    bootstrap: str,
+    timeout: float = 20.0,
+    alive: Callable[[], bool] = lambda: True,
+    kafka_config: dict[str, Any] | None = None,
 ) -> None:
-    """Block until the broker answers a Kafka metadata request (or `alive()` says it has exited)."""
+    """Block until the broker answers a Kafka metadata request (or `alive()` says it has exited).
+
+    librdkafka's own log is silenced: a closed port would print a line every 50 ms meanwhile.
+    `kafka_config` carries the security settings for a broker that is not the embedded one.
+    """
     deadline = time.monotonic() + timeout
     admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 1000, "log_level": 0}
+        {
+            **(kafka_config or {}),
+            "bootstrap.servers": bootstrap,
+            "socket.connection.setup.timeout.ms": 1000,
+            "log_level": 0,
+        }
     )
     last: Exception | None = None
     while time.monotonic() < deadline:
