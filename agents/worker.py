@@ -142,7 +142,7 @@ def build_worker(settings: Settings) -> Worker:
     )
     health.register(app, readiness)
     _guard_web(app, settings, catalogue)
-    metrics.preinitialise(stages=DLQ_STAGES, partners=catalogue.partners)
+    metrics.preinitialise(stages=DLQ_STAGES)
     metrics.set_worker_info(settings.consumer_group)
     log.info("worker roles: %s", settings.roles)
     return Worker(app, settings, catalogue, keyring, plans, enforcer, producer)
@@ -203,9 +203,13 @@ def run(settings: Settings) -> None:
     worker = build_worker(settings)
     health.serve_metrics_port(settings)
     tune_gc()
-    FaustWorker(
-        worker.app,
-        loglevel=settings.log_level,
-        logging_config=dict(worker.app.conf.logging_config),
-        redirect_stdouts=False,
-    ).execute_from_commandline()
+    try:
+        FaustWorker(
+            worker.app,
+            loglevel=settings.log_level,
+            logging_config=dict(worker.app.conf.logging_config),
+            redirect_stdouts=False,
+        ).execute_from_commandline()
+    finally:
+        # Several workers share PROMETHEUS_MULTIPROC_DIR: a stopped one's live gauges must go.
+        metrics.mark_process_dead()

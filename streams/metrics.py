@@ -115,22 +115,12 @@ TABLE_ENTRIES = Gauge(
     multiprocess_mode="livesum",
 )
 
-# --- schema registry and publisher -----------------------------------------------------------------
+# --- schema registry -----------------------------------------------------------------------------
 REGISTRY_REQUESTS = Counter(
     "sharingbus_registry_requests",
     "Schema registry requests by operation and status (ok, not_found, client_error, server_error, "
     "unreachable).",
     ["operation", "status"],
-)
-PUBLISHER_EVENTS = Counter(
-    "sharingbus_publisher_events",
-    "Events a partner publisher delivered to its raw topics.",
-    ["partner", "event_type"],
-)
-PUBLISHER_DELIVERY_ERRORS = Counter(
-    "sharingbus_publisher_delivery_errors",
-    "Publisher deliveries the broker reported as failed.",
-    ["partner"],
 )
 
 # --- identifiers and pseudonyms --------------------------------------------------------------------
@@ -141,7 +131,7 @@ INVALID_IDENTIFIERS = Counter(
 )
 PSEUDONYMISATIONS = Counter(
     "sharingbus_pseudonymisations",
-    "Keyed pseudonyms computed, by identifier kind.",
+    "Keyed pseudonyms the enforcer computed (a recurring identifier is computed once per plan), by kind.",
     ["kind"],
 )
 
@@ -189,8 +179,6 @@ ALL_METRICS: Final[tuple[MetricWrapperBase, ...]] = (
     CONSUMER_LAG,
     TABLE_ENTRIES,
     REGISTRY_REQUESTS,
-    PUBLISHER_EVENTS,
-    PUBLISHER_DELIVERY_ERRORS,
     INVALID_IDENTIFIERS,
     PSEUDONYMISATIONS,
     AGREEMENTS_LOADED,
@@ -240,13 +228,11 @@ def registry_status(http_status: int | None) -> str:
     return "client_error" if 400 <= http_status < 500 else "server_error"
 
 
-def preinitialise(stages: Iterable[str] = (), partners: Iterable[str] = ()) -> None:
+def preinitialise(stages: Iterable[str] = ()) -> None:
     """Create zero-valued series so `increase()`-based alerts see the first dead letter too."""
     for stage in stages:
         for reason in DEAD_LETTER_REASONS:
             DEAD_LETTERS.labels(stage=stage, reason=reason)
-    for partner in partners:
-        PUBLISHER_DELIVERY_ERRORS.labels(partner=partner)
     for result in RELOAD_RESULTS:
         PLAN_RELOADS.labels(result=result)
 

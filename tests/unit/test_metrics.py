@@ -59,9 +59,8 @@ def test_unknown_dead_letter_reason_is_folded_into_a_fixed_code() -> None:
 
 
 def test_preinitialise_creates_zero_series() -> None:
-    metrics.preinitialise(stages=["linker"], partners=["tvp"])
+    metrics.preinitialise(stages=["linker"])
     assert _sample("sharingbus_dead_letters_total", stage="linker", reason="spoofed_partner") == 0
-    assert _sample("sharingbus_publisher_delivery_errors_total", partner="tvp") == 0
     assert _sample("sharingbus_plan_reloads_total", result="failure") == 0
 
 

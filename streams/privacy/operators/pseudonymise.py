@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from streams import metrics
 from streams.privacy.identifiers import NORMALISERS
 from streams.privacy.operators.base import BindContext, Operator, OperatorParams, Transform, avro_kind
 
@@ -50,12 +51,15 @@ class Pseudonymise(Operator[PseudonymiseParams]):
     def bind(self, params: PseudonymiseParams, ctx: BindContext) -> Transform:
         normalise = NORMALISERS.get(params.identifier, _as_text)
         token = ctx.keyring.tokenizer(params.domain or ctx.domain, params.identifier)
+        computed = metrics.PSEUDONYMISATIONS.labels(kind=params.identifier)
 
         # People recur across events: a bounded memo of value -> token saves the normalisation and
         # the HMAC (~4% of the enforcer). It lives as long as this compiled plan (a key rotation
         # compiles new plans). Invalid identifiers raise and are never cached.
         @lru_cache(maxsize=16384)
         def pseudonym(value: Any) -> str:
-            return token(normalise(value))
+            result = token(normalise(value))
+            computed.inc()
+            return result
 
         return lambda value, event: pseudonym(value)

@@ -79,3 +79,15 @@ def test_output_type() -> None:
     assert op.output_type(params, "string") == "string"
     with pytest.raises(ConfigurationError, match="pseudonymise"):
         op.output_type(params, {"type": "record", "name": "X", "fields": []})
+
+
+def test_each_computed_pseudonym_is_counted_once(bind: Callable[..., Transform]) -> None:
+    from streams import metrics
+
+    counter = metrics.PSEUDONYMISATIONS.labels(kind="local_id")
+    before = counter._value.get()
+    t = bind("pseudonymise", {"identifier": "local_id"})
+    t("CRN1", {})
+    t("CRN1", {})  # the plan's memo answers the repeat: no second HMAC
+    t("CRN2", {})
+    assert counter._value.get() - before == 2
