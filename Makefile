@@ -50,7 +50,7 @@ bench: $(STAMP)
 
 # The reliability suite at full sizes (20k-event crash, 10k poison records), repeated for flakiness.
 soak: $(STAMP) sysdeps
-	$(BIN)/python -m benchmarks.soak --full
+	$(BIN)/python -m benchmarks.soak --full --scale-out 20
 
 clean:
 	rm -rf $(VENV) build *.egg-info
