@@ -27,6 +27,7 @@ from streams.agreements.selection import FieldRule, Selection, select_fields
 from streams.agreements.tree import Node, event_tree, leaves, walk
 from streams.avro.catalogue import Catalogue
 from streams.avro.formats import is_free_text
+from streams.privacy.operators.base import avro_kind
 
 __all__ = ["GENERALISING", "check_agreement", "free_text_kept", "lapse", "select_for"]
 
@@ -42,6 +43,7 @@ SENSITIVE_SECTORS = frozenset({"health", "social_care"})  # PCSC 2022 s.16(4)
 _GATEWAYS_BESIDES_S16 = frozenset({"cda_1998_s115", "cda_1998_s17a"})
 _TIER_RANK: dict[Tier, int] = {"aggregate": 0, "area": 1, "individual": 2}
 REVIEW_WARNING_DAYS = 30
+_TIMES = frozenset({"date", "timestamp-millis", "timestamp-micros"})
 _FACTOR = re.compile(r"^[a-z][a-z0-9_]*$")
 # What envelope times are truncated to unless an agreement says otherwise (time to the second is a
 # join key between recipients and, with an area, often identifies the event and so the person).
@@ -302,6 +304,14 @@ def _check_tier(
             )
         elif op == "keep" and is_free_text(leaf.avro_type, leaf.field):
             out.append(Finding(key, f"{where}{FREE_TEXT}"))
+        elif op == "keep" and recipient.tier == "area" and avro_kind(leaf.avro_type) in _TIMES:
+            out.append(
+                Finding(
+                    key,
+                    f"{where}{recipient.id} is an area-tier recipient: dates and times are generalised "
+                    "(truncate_date) or dropped, like the envelope's",
+                )
+            )
     return out
 
 

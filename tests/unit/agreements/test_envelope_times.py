@@ -107,3 +107,23 @@ def test_other_envelope_fields_still_cannot_be_targeted(
     doc["event_types"]["police.crime_recorded"]["fields"][field] = "drop"
     _, issues = check_agreements(agreement_dir({"test.yaml": doc}), catalogue, today=TODAY)
     assert any("the envelope is always released unchanged" in i.message for i in issues)
+
+
+def test_the_area_tier_cannot_keep_an_exact_date_or_time_in_any_field(
+    catalogue: Catalogue, agreement_dir: Callable[..., Path]
+) -> None:
+    """The same join key as the envelope's, through a body field: refused for an area-tier recipient."""
+    doc = base_agreement(
+        recipient="reading_csp",
+        owners=["royal_berkshire_ed"],
+        lawful_basis=["cda_1998_s115", "uk_gdpr_6_1_e"],
+        event_types={"health.ed_assault_attendance": {"fields": {"assault_at": "keep", "gender": "keep"}}},
+    )
+    _, issues = check_agreements(agreement_dir({"test.yaml": doc}), catalogue, today=TODAY)
+    assert [(i.key, i.message) for i in issues if i.severity == "error"] == [
+        (
+            "event_types.health.ed_assault_attendance.fields.assault_at",
+            "assault_at: reading_csp is an area-tier recipient: dates and times are generalised "
+            "(truncate_date) or dropped, like the envelope's",
+        )
+    ]
