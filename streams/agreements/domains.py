@@ -47,21 +47,21 @@ def check_domains(
     """One finding per pair of agreements of different recipients sharing a domain undeclared,
     reported on the later of the two and naming both; and unknown recipients in joint_domain_with."""
     out: list[tuple[Agreement, Finding]] = []
-    first_use: dict[tuple[str, str], DomainUse] = {}  # (domain, recipient) -> its first use
+    uses_so_far: list[DomainUse] = []
     for agreement in agreements:
         for i, rid in enumerate(agreement.joint_domain_with):
             if rid not in recipients:
                 out.append((agreement, Finding(f"joint_domain_with[{i}]", f"unknown recipient {rid!r}")))
             elif rid == agreement.recipient:
                 out.append((agreement, Finding(f"joint_domain_with[{i}]", f"{rid} is this agreement's own")))
-        for use in domain_uses(agreement):
-            for (domain, recipient), other in first_use.items():
-                if domain != use.domain or recipient == agreement.recipient:
+        uses = domain_uses(agreement)
+        for use in uses:
+            for other in uses_so_far:
+                if other.domain != use.domain or other.agreement.recipient == agreement.recipient:
                     continue
-                if _declared(agreement, other.agreement):
-                    continue
-                out.append((agreement, Finding(use.key, _message(use, other))))
-            first_use.setdefault((use.domain, agreement.recipient), use)
+                if not _declared(agreement, other.agreement):
+                    out.append((agreement, Finding(use.key, _message(use, other))))
+        uses_so_far += uses
     return out
 
 

@@ -140,3 +140,20 @@ def test_an_edit_sharing_a_domain_is_refused_and_never_stops_the_other_flow(
     assert any(
         i.file.name == VRU and i.severity == "warning" and "stays in force" in i.message for i in issues
     )
+
+
+def test_every_agreement_of_a_recipient_must_declare_the_joint_use(
+    agreement_dir: Callable[..., Path],
+) -> None:
+    """The VRU has two agreements in purpose:policing: the one that does not declare the joint use
+    with TVP offender management is refused, even though the other does (and whichever file order)."""
+    declared = _vru_pnc_in_policing(["tvp_offender_management"])
+    social = yaml.safe_load((EXAMPLES / "social-care-vru.yaml").read_text())
+    social["pseudonym_domain"] = "purpose:policing"
+    for social_file in ("police-vru-social-care.yaml", "zz-social-care-vru.yaml"):  # before/after TVP's
+        d = agreement_dir({VRU: declared, TVP: _tvp(["vru_analysts"]), social_file: social}, examples=True)
+        (d / "social-care-vru.yaml").unlink()
+        code, lines, _ = _check(d)
+        assert code == 1
+        [line] = [x for x in lines if "purpose:policing" in x]
+        assert "probation-to-tvp-offender-management" in line and "social-care-to-vru-analysts" in line
