@@ -332,28 +332,30 @@ def reference_views(link_person: Iterable[tuple[bytes, bytes]]) -> Views:
 def served_people(
     client: httpx.Client, workers: Sequence[WorkerProcess], tokens: Iterable[str]
 ) -> dict[str, list[tuple[int, Any, str | None]]]:
-    """token -> per worker (status, body without the tier, Served-By header)."""
+    """token -> per worker (status, body without tier and recipient, Served-By header)."""
     out: dict[str, list[tuple[int, Any, str | None]]] = {}
     for token in sorted(tokens):
         replies = []
         for w in workers:
             r = client.get(f"{w.url}/api/persons/{token}", headers=w.analyst)
             body = r.json()
-            if isinstance(body, dict):
+            if isinstance(body, dict):  # who asked (the caller's tier and recipient), not the view
                 body.pop("tier", None)
+                body.pop("recipient", None)
             replies.append((r.status_code, body, r.headers.get(SERVED_BY_HEADER)))
         out[token] = replies
     return out
 
 
 def served_areas(client: httpx.Client, workers: Sequence[WorkerProcess], weeks: Iterable[str]) -> list[Any]:
-    """[per worker {week: table}] (the tier dropped)."""
+    """[per worker {week: table}] (the tier and recipient dropped)."""
     result = []
     for w in workers:
         tables = {}
         for week in weeks:
             body = client.get(f"{w.url}/api/areas", params={"week": week}, headers=w.analyst).json()
             body.pop("tier", None)
+            body.pop("recipient", None)
             tables[week] = body
         result.append(tables)
     return result
