@@ -41,6 +41,7 @@ from streams.linkage.linker import Linker
 from streams.linkage.outcome import Merge, Review
 from streams.linkage.review import ReviewStore
 from streams.linkage.tokens import FUZZY_KINDS
+from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.vault import Vault
 from streams.settings import Settings
 
@@ -50,7 +51,7 @@ STAGE = "linker"
 LINK_STATE = topics.LINK_STATE  # the linker's own compacted changelog
 BATCH_SIZE = 2000
 BATCH_WITHIN = 0.05
-_DROPPED = ("tokens", "invalid")
+_DROPPED = ("tokens", "invalid", "profiles", "view_recipients")
 
 
 class MalformedRecord(ValueError):
@@ -114,13 +115,6 @@ def _review_decision(value: bytes | None) -> dict[str, Any] | None:
     return doc
 
 
-def _merge_output(merge: Merge, at: Any, event_id: str, why: Mapping[str, Any] | None = None) -> Output:
-    doc = {"kind": "merge", "from": merge.from_, "into": merge.into, "at": at, "event_id": event_id}
-    if why:
-        doc["why"] = dict(why)
-    return Output(topics.LINK_PERSON, merge.from_.encode(), _dumps(doc))
-
-
 def restore(kafka_config: dict[str, Any], topic: str = LINK_STATE) -> Linker:
     """Replay the changelog to partition EOF; the last value per key wins, empty values delete."""
     state: dict[str, dict[str, Any] | None] = {}
@@ -140,11 +134,14 @@ class LinkerStage:
         send: Callable[[list[Output]], Any],
         load: Callable[[], Linker],
         vault: Vault | None,
+        view_tokens: ViewTokens | None = None,
         retry_backoff: float = 1.0,
         reviews: ReviewStore | None = None,
     ) -> None:
         self._send, self._load, self._vault, self._backoff = send, load, vault, retry_backoff
         self._reviews = reviews
+        self._view_tokens = view_tokens  # None: no person view is fed (nothing keyed by `p.` is)
+        self._view_recipients: list[str] = []  # as the latest record named them (review merges)
         self.linker: Linker | None = None
         self.queued: list[tuple[Review, str]] = []  # what went to review (kept when there is no store)
 
@@ -181,11 +178,9 @@ class LinkerStage:
                         "review_id": decision["review_id"],
                         "reviewer": decision["reviewer"],
                     }
-                    for m in decided:
-                        outputs.append(
-                            _merge_output(m, decision.get("at"), f"review:{decision['review_id']}", why)
-                        )
-                        merges.append((m.from_, m.into))
+                    rid = f"review:{decision['review_id']}"
+                    outputs += view_merges(decided, self._view_recipients, self._view_tokens, rid, why)
+                    merges += [(m.from_, m.into) for m in decided]
                     continue
                 doc = parse_record(record.value)
                 outcome = linker.link(doc)
@@ -199,16 +194,14 @@ class LinkerStage:
                 metrics.count_dead_letter(STAGE, INTERNAL)
                 continue
             person = outcome.person
-            fact = {k: v for k, v in doc.items() if k not in _DROPPED}
-            fact.update(kind="fact", person_token=person)
+            extra: dict[str, Any] = {}
             if outcome.evidence:
-                fact["link"] = outcome.evidence  # why this record joined the people it did
+                extra["link"] = outcome.evidence  # why this record joined the people it did
             if outcome.reviews:
-                fact["review"] = [r.id for r in outcome.reviews]
-            outputs.append(Output(topics.LINK_PERSON, (person or doc["event_id"]).encode(), _dumps(fact)))
-            for m in outcome.merges:
-                outputs.append(_merge_output(m, doc.get("occurred_at"), doc["event_id"]))
-                merges.append((m.from_, m.into))
+                extra["review"] = [r.id for r in outcome.reviews]
+            self._view_recipients = list(doc.get("view_recipients") or self._view_recipients)
+            outputs += view_outputs(doc, person, outcome.merges, self._view_tokens, extra)
+            merges += [(m.from_, m.into) for m in outcome.merges]
             queued.extend((r, doc["event_id"]) for r in outcome.reviews)
             if person is not None:
                 links.append((doc["event_id"], doc["subject_index"], person, _exact_tokens(doc["tokens"])))
@@ -241,6 +234,7 @@ def register(
     app: faust.App,
     settings: Settings,
     *,
+    view_tokens: ViewTokens | None = None,
     vault: Vault | None = None,
     producer: DeliveringProducer | None = None,
     use_vault: bool = True,
@@ -257,7 +251,7 @@ def register(
         reviews = ReviewStore(settings.postgres_dsn)
     kafka_config = settings.kafka_config()
     out = producer or DeliveringProducer(kafka_config)
-    stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault, reviews=reviews)
+    stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault, view_tokens, reviews=reviews)
     if settings.batched_consumers:
         # ~1.2 records per event on one partition: Faust's per-event Stream cost would make the
         # linker the bottleneck (agents/batched.py). A failed batch is replayed from the commit.
@@ -296,6 +290,74 @@ def register(
 
     link.stage = stage  # type: ignore[attr-defined]  # for tests and the web API
     return link
+
+
+def view_outputs(
+    doc: Mapping[str, Any],
+    person: str | None,
+    caused: Iterable[Merge],
+    view_tokens: ViewTokens | None,
+    extra: Mapping[str, Any] | None = None,
+) -> list[Output]:
+    """What one linked record sends to `link.person` (docs/contracts.md).
+
+    One fact for the area counts, keyed by event id and without a person token, holding the
+    factors the enforcer let into them; then, per recipient whose person view the enforcer let the
+    record into, a fact keyed by that recipient's own token for the person, with only its granted
+    factors and its coarsened time; and each merge the record caused, once per person view.
+    `extra` (the linkage evidence, review ids) goes on the area fact, the record's own.
+    """
+    area = {k: v for k, v in doc.items() if k not in _DROPPED}
+    area.update(extra or {}, kind="fact", person_token=None)
+    out = [Output(topics.LINK_PERSON, str(doc["event_id"]).encode(), _dumps(area))]
+    if person is None or view_tokens is None:
+        return out
+    profiles = doc.get("profiles") or {}
+    for recipient, entry in sorted(profiles.items()):
+        token = view_tokens.token(recipient, person)
+        fact = {
+            "kind": "fact",
+            "event_id": doc["event_id"],
+            "subject_index": doc["subject_index"],
+            "event_type": doc.get("event_type"),
+            "source_partner": doc["source_partner"],
+            "role": doc.get("role"),
+            "occurred_at": entry["occurred_at"],
+            "factors": list(entry["factors"]),
+            "person_token": token,
+            "recipient": recipient,
+        }
+        out.append(Output(topics.LINK_PERSON, token.encode(), _dumps(fact)))
+    out += view_merges(caused, doc.get("view_recipients") or (), view_tokens, str(doc["event_id"]))
+    return out
+
+
+def view_merges(
+    merges: Iterable[Merge],
+    recipients: Iterable[str],
+    view_tokens: ViewTokens | None,
+    event_id: str,
+    why: Mapping[str, Any] | None = None,
+) -> list[Output]:
+    """Each merge once per person view, in that view's tokens (keyed by `from`, as the views need)."""
+    out: list[Output] = []
+    if view_tokens is None:
+        return out
+    recipients = list(recipients)
+    for m in merges:
+        for recipient in recipients:
+            source = view_tokens.token(recipient, m.from_)
+            doc = {
+                "kind": "merge",
+                "from": source,
+                "into": view_tokens.token(recipient, m.into),
+                "recipient": recipient,
+                "event_id": event_id,
+            }
+            if why:
+                doc["why"] = dict(why)
+            out.append(Output(topics.LINK_PERSON, source.encode(), _dumps(doc)))
+    return out
 
 
 def _exact_tokens(tokens: Mapping[str, str]) -> list[str]:

@@ -124,8 +124,11 @@ def build_worker(settings: Settings) -> Worker:
             audit_sink.register(app, settings)
     if "linker" in roles:
         from agents import linker
+        from streams.linkage.view_tokens import ViewTokens
 
-        consumer = linker.register(app, settings)
+        # Per-recipient person tokens are made here, never in the views role (docs/combination.md).
+        view_tokens = ViewTokens(keyring, settings.linkage_key_id or keyring.ids[0])
+        consumer = linker.register(app, settings, view_tokens=view_tokens)
         if isinstance(consumer, BatchedConsumer):
             batched.append(consumer)
     if "views" in roles:

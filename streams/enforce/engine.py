@@ -28,11 +28,13 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from streams import deadletter as dl
 from streams import metrics, topics
+from streams.agreements.views import ViewPlans
 from streams.avro.catalogue import Catalogue
 from streams.avro.formats import checker_for
 from streams.avro.serde import SerdeError, decode_header
 from streams.deadletter import Output, RawRecord
 from streams.enforce.audit import DECISION_DEFAULTS, AuditChain, audit_partition
+from streams.enforce.combine import Combiner
 from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -258,6 +260,7 @@ class Enforcer:
         self._planset: Any = None
         self._tally = _Tally()
         self._uncovered: dict[tuple[str, str, frozenset[str]], str] = {}  # per planset version
+        self._combiner = Combiner(ViewPlans())  # no view grants until a plan set is loaded
 
     # --- before a batch (may block: run it in a thread) -----------------------------------------
     def prepare(self, records: Iterable[RawRecord]) -> None:
@@ -267,6 +270,7 @@ class Enforcer:
             self._register_outputs(planset)
             self._planset, self._planset_version = planset, planset.version
             self._uncovered = {}
+            self._combiner = Combiner(getattr(planset, "views", None) or ViewPlans())
         self.recover({f"{r.topic}/{r.partition}" for r in records})
 
     def recover(self, chain_ids: Iterable[str]) -> None:
@@ -448,11 +452,39 @@ class Enforcer:
                     reason=f"restricted: {restricted}",
                 )
                 return
-        self._decide(rec, event, event_id, partner, event_type, out)
+        shared = self._decide(rec, event, event_id, partner, event_type, out)
         if self._link_facts is not None:
-            for fact in self._link_facts(partner, event_type, event):
+            facts = self._link_facts(partner, event_type, event)
+            if facts:  # only what a view grant allows flows on; each combination is audited
+                facts = self._combine(rec, out, event_id, partner, event_type, facts, shared)
+            for fact in facts:
                 key = f"{event_id}:{fact['subject_index']}".encode()
                 out.append(Output(topics.LINK_IDENTIFIERS, key, _json(fact), partition=0))
+
+    def _combine(
+        self,
+        rec: RawRecord,
+        out: list[Output],
+        event_id: str,
+        partner: str,
+        event_type: str,
+        facts: list[dict[str, Any]],
+        shared: set[tuple[str, str]],
+    ) -> list[dict[str, Any]]:
+        chain = self._chain(rec)
+        part = audit_partition(chain.chain_id, self.audit_partitions)
+
+        def seal(fields: dict[str, Any]) -> None:
+            out.append(Output(topics.AUDIT_DECISIONS, chain.key, chain.seal(fields)[1], partition=part))
+
+        base = {
+            "kind": "decision",
+            "event_id": event_id,
+            "source_partner": partner,
+            "event_type": event_type,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        return self._combiner.combine(partner, event_type, facts, shared, base, seal)
 
     def _chain(self, rec: RawRecord) -> AuditChain:
         chain_id = f"{rec.topic}/{rec.partition}"
@@ -480,7 +512,8 @@ class Enforcer:
         partner: str,
         event_type: str,
         out: list[Output],
-    ) -> None:
+    ) -> set[tuple[str, str]]:
+        """Decide and audit every recipient; returns (agreement id, recipient) of each plan that shared."""
         chain = self._chain(rec)
         audit_part = chain.partition
         if audit_part is None:
@@ -499,6 +532,7 @@ class Enforcer:
         # `source_offset` (with the chain id's topic/partition) finds the raw record again, e.g. to
         # rectify it; `output_key` is how the recipient received it, so corrections key alike.
         covered: set[str] = set()
+        shared: set[tuple[str, str]] = set()
         for plan in planset.plans_for(event_type, partner):
             covered.add(plan.recipient)
             decision = plan.apply(event)
@@ -517,6 +551,7 @@ class Enforcer:
                     outcome = "error"
                     decision.reason = f"output of {len(value)} bytes exceeds {dl.MAX_RECORD_BYTES}"
                 if outcome == "shared":
+                    shared.add((plan.agreement_id, plan.recipient))
                     subject_tokens = released_tokens(decision.output, plan.pseudonym_paths)
                     output_key = subject_tokens[0] if subject_tokens else event_id
                     headers = [("sharingbus.event_id", event_id.encode())]
@@ -561,6 +596,7 @@ class Enforcer:
             )
             out.append(Output(topics.AUDIT_DECISIONS, audit_key, value, partition=audit_part))
             tally.add(_DECISIONS("none", "*", "denied"))
+        return shared
 
 
 def released_tokens(output: Mapping[str, Any], paths: Sequence[str]) -> list[str]:

@@ -36,6 +36,7 @@ def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> 
     from streams.avro.serde import SchemaCache
     from streams.enforce.audit_store import AuditStore
     from streams.enforce.link_facts import VaultBuffer, make_link_facts
+    from streams.linkage.view_tokens import ViewTokens
     from streams.pg import ensure_database
     from streams.privacy.vault import Vault
     from streams.registry.client import RegistrySchemas, registry_client
@@ -63,5 +64,6 @@ def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> 
         restrictions=Restrictions(store.restrictions, store.restrictions_version),
         link_facts=make_link_facts(settings, catalogue, keyring, vault_rows),
         vault_rows=vault_rows,
+        view_tokens=ViewTokens(keyring, linkage_key_id(settings, keyring)),
     )
     return SubjectRightsService(ctx)

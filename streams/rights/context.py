@@ -23,6 +23,7 @@ from streams.avro.serde import encode
 from streams.deadletter import Output
 from streams.enforce.audit_store import AuditStore
 from streams.enforce.link_facts import LinkFacts, VaultBuffer
+from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault
 from streams.rights import messages
@@ -63,6 +64,7 @@ class Context:
     restrictions: Restrictions
     link_facts: LinkFacts | None = None
     vault_rows: VaultBuffer | None = None  # the corrected identifiers `link_facts` files
+    view_tokens: ViewTokens | None = None  # recipients' person-view tokens (erasure reaches them)
     _writers: dict[tuple[str, str], tuple[Any, int]] = field(default_factory=dict)
 
     def encode(self, plan: Any, output: Mapping[str, Any]) -> bytes:
@@ -89,6 +91,8 @@ class Job:
         self.steps: list[_Step] = []
         self.effects: list[Callable[[], Any]] = []
         self._decisions: dict[str, list[dict[str, Any]]] = {}
+        # A person token -> the tokens its person views are kept under (None: the token itself).
+        self.expand: Callable[[str], list[str]] | None = None
 
     def decisions(self, ledger: AuditStore, event_id: str) -> list[dict[str, Any]]:
         """The event's decision records in the audit ledger (cached for this request once found)."""
@@ -131,7 +135,8 @@ class Job:
 
     def views_retract(self, links: Iterable[tuple[str, int, str | None]], cause: messages.Cause) -> None:
         """One step per `link.person` retraction (one per person token the events were linked to)."""
-        for out in messages.views_retractions(((e, p) for e, _, p in links), self.request.request_id, cause):
+        pairs = ((e, p) for e, _, p in links)
+        for out in messages.views_retractions(pairs, self.request.request_id, cause, self.expand):
             doc = orjson.loads(out.value or b"{}")
             ids = list(doc["event_ids"])
             self.step(

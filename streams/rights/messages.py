@@ -8,7 +8,7 @@ recipient that keeps the latest value per key (a compacted copy, a table) is upd
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import orjson
@@ -55,17 +55,28 @@ def correction(topic: str, key: str, value: bytes, event_id: str, request_id: st
     return Output(topic, key.encode(), value, headers)
 
 
-def views_retractions(links: Iterable[tuple[str, str | None]], request_id: str, cause: Cause) -> list[Output]:
+def views_retractions(
+    links: Iterable[tuple[str, str | None]],
+    request_id: str,
+    cause: Cause,
+    expand: Callable[[str], list[str]] | None = None,
+) -> list[Output]:
     """`link.person` retractions, one per person token (keyed by it, as the views require).
 
     `links` are (event_id, person_token or None); events no person token holds (no identifiers)
-    still get a retraction, keyed by the event id, so the area counts drop them.
+    still get a retraction, keyed by the event id, so the area counts drop them. `expand` maps a
+    linker token to the recipients' person-view tokens its profiles are kept under
+    (`streams.linkage.view_tokens`); each of those gets the retraction, and so do the area counts.
     """
     by_token: dict[str | None, list[str]] = {}
     for event_id, token in links:
-        ids = by_token.setdefault(token, [])
-        if event_id not in ids:
-            ids.append(event_id)
+        targets: list[str | None] = [token]
+        if token is not None and expand is not None:
+            targets = [None, *expand(token)]
+        for target in targets:
+            ids = by_token.setdefault(target, [])
+            if event_id not in ids:
+                ids.append(event_id)
     out = []
     for token, event_ids in by_token.items():
         doc = {

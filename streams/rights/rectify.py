@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from streams.enforce.combine import gate_facts
 from streams.enforce.engine import released_tokens
 from streams.rights import messages
 from streams.rights.context import Context, Job, shared_decisions
@@ -71,7 +72,7 @@ def rectify(ctx: Context, job: Job, res: Resolution, planset: Any) -> None:
         for decision in shared_decisions(records):
             _correct(ctx, job, planset, event_id, event_type, corrected, decision)
         job.views_retract([link for link in res.links if link[0] == event_id], "rectify")
-        _relink(ctx, job, event_id, event_type, corrected)
+        _relink(ctx, job, planset, event_id, event_type, corrected)
     if ctx.vault_rows is not None:  # after every old row is gone: the corrected identifiers
         job.effect(ctx.vault_rows.flush)
 
@@ -128,12 +129,19 @@ def _correct(
     )
 
 
-def _relink(ctx: Context, job: Job, event_id: str, event_type: str, corrected: Mapping[str, Any]) -> None:
-    """The corrected event's link records (fresh facts follow from the linker) and vault rows."""
+def _relink(
+    ctx: Context, job: Job, planset: Any, event_id: str, event_type: str, corrected: Mapping[str, Any]
+) -> None:
+    """The corrected event's link records (fresh facts follow from the linker) and vault rows.
+
+    The corrected facts pass the same view grants as the enforcer's (`streams.enforce.combine`).
+    """
     if ctx.link_facts is None:
         return
-    facts: Sequence[dict[str, Any]] = ctx.link_facts(job.request.partner, event_type, corrected)
     partner = job.request.partner
+    facts: Sequence[dict[str, Any]] = gate_facts(
+        planset, partner, event_type, corrected, ctx.link_facts(partner, event_type, corrected)
+    )
     job.effect(lambda: ctx.links.replace_identities(partner, event_id))
     job.step(
         event_id,

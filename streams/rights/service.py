@@ -82,6 +82,11 @@ class SubjectRightsService:
             )
             return
         job = Job(request)
+        views = getattr(planset, "views", None)
+        if self.ctx.view_tokens is not None and views is not None:
+            # Person views are keyed by each recipient's own token: erasure must reach every one.
+            tokens, recipients = self.ctx.view_tokens, views.profile_recipients
+            job.expand = lambda person: tokens.expand(person, recipients)
         if self.ctx.vault_rows is not None:
             self.ctx.vault_rows.discard()  # rows a failed earlier request left behind
         try:

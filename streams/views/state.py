@@ -300,7 +300,9 @@ class ProfileStage:
                 return  # erased: neither the profile nor the area counts may see it again
         result.applied += 1
         result.last_fact_at = str(doc.get("occurred_at"))
-        if doc.get("factors"):
+        if doc.get("factors") and not doc.get("recipient"):
+            # A recipient's person-view fact carries that view's coarse time and granted factors
+            # only; the area counts take the linker's own area fact of the same event instead.
             area_fact = {k: doc.get(k) for k in _AREA_FIELDS}
             area_fact["kind"] = "fact"
             key = doc["event_id"].encode()

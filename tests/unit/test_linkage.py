@@ -7,6 +7,8 @@ import random
 from typing import Any
 
 from streams.linkage.linker import Linker, Merge, person_token
+from streams.linkage.view_tokens import ViewTokens
+from streams.privacy.keys import KeyRing
 
 
 def rec(partner: str = "police", **tokens: str) -> dict[str, Any]:
@@ -138,6 +140,9 @@ def test_forget_person_erases_the_cluster_and_its_aliases() -> None:
 # --- the agent's batch stage, without Faust or a broker ----------------------------------------------
 
 
+_VIEW_TOKENS = ViewTokens(KeyRing.from_secrets({"k1": b"v" * 32}, "k1"), "k1")
+
+
 def _stage(changelog: dict[str, Any], sent: list[Any]) -> Any:
     from agents.linker import LINK_STATE, LinkerStage
 
@@ -148,7 +153,7 @@ def _stage(changelog: dict[str, Any], sent: list[Any]) -> Any:
             else:
                 sent.append(out)
 
-    return LinkerStage(send, lambda: Linker.from_state(changelog), vault=None)
+    return LinkerStage(send, lambda: Linker.from_state(changelog), vault=None, view_tokens=_VIEW_TOKENS)
 
 
 def _raw(i: int, doc: dict[str, Any] | bytes) -> Any:
@@ -163,9 +168,12 @@ def _raw(i: int, doc: dict[str, Any] | bytes) -> Any:
 
 
 def test_stage_emits_facts_merges_and_dead_letters() -> None:
+    """Area facts carry no person token; each person view gets its own tokens, facts and merges."""
     changelog: dict[str, Any] = {}
     sent: list[Any] = []
     stage = _stage(changelog, sent)
+    vru = {"vru": {"factors": ["weapon_carrying"], "occurred_at": "2026-03-01T00:00:00+00:00"}}
+    views = {"profiles": vru, "view_recipients": ["vru"], "factors": ["weapon_carrying"]}
     stage.process(
         [
             _raw(
@@ -174,9 +182,10 @@ def test_stage_emits_facts_merges_and_dead_letters() -> None:
                     "source_partner": "health",
                     "occurred_at": "t0",
                     "tokens": {"nhs_number": "n1", "name_dob": "x"},
+                    **views,
                 },
             ),
-            _raw(1, {"source_partner": "police", "occurred_at": "t1", "tokens": {"pnc_id": "c1"}}),
+            _raw(1, {"source_partner": "police", "occurred_at": "t1", "tokens": {"pnc_id": "c1"}, **views}),
             _raw(
                 2,
                 {
@@ -194,31 +203,56 @@ def test_stage_emits_facts_merges_and_dead_letters() -> None:
     docs = [
         (out.topic, out.key, json.loads(out.value) if out.topic == "link.person" else None) for out in sent
     ]
-    facts = [d for t, _, d in docs if d and d["kind"] == "fact"]
-    assert [f["event_id"] for f in facts] == ["e0", "e1", "e2", "e3"]
-    assert all("tokens" not in f and "invalid" not in f for f in facts)
-    assert facts[3]["person_token"] is None and docs[4][1] == b"e3"
-    (merge,) = [d for t, _, d in docs if d and d["kind"] == "merge"]
-    survivor = facts[2]["person_token"]
-    assert merge["into"] == survivor and {merge["from"], survivor} == {
-        facts[0]["person_token"],
-        facts[1]["person_token"],
-    }
-    assert [k for t, k, _ in docs if t == "link.person" and _ and _["kind"] == "merge"] == [
-        merge["from"].encode()
-    ]
+    assert b"p." not in b"".join(out.value or b"" for out in sent if out.topic == "link.person")
+    area = [(k, d) for t, k, d in docs if d and d["kind"] == "fact" and not d.get("recipient")]
+    assert [d["event_id"] for _, d in area] == ["e0", "e1", "e2", "e3"]
+    assert [k for k, _ in area] == [b"e0", b"e1", b"e2", b"e3"]
+    assert all(d["person_token"] is None and "tokens" not in d and "invalid" not in d for _, d in area)
+    assert all("profiles" not in d and "view_recipients" not in d for _, d in area)
+    person = [(k, d) for t, k, d in docs if d and d["kind"] == "fact" and d.get("recipient")]
+    assert [d["event_id"] for _, d in person] == ["e0", "e1"]  # e2 was let into no person view
+    assert all(k == d["person_token"].encode() and d["recipient"] == "vru" for k, d in person)
+    assert all(d["occurred_at"] == "2026-03-01T00:00:00+00:00" for _, d in person)
+    assert person[0][1]["person_token"] != person[1][1]["person_token"]  # two clusters until e2
+    # e2 joins them, but names no recipient holding a person view: no view needs the merge
+    assert [d for t, _, d in docs if d and d["kind"] == "merge"] == []
     assert docs[-1][0] == "dlq.linker"
-    assert survivor in changelog and changelog[merge["from"]] is None
+    assert len(changelog) == 2 and list(changelog.values()).count(None) == 1
+
+
+def test_merges_reach_every_person_view_in_its_tokens() -> None:
+    changelog: dict[str, Any] = {}
+    sent: list[Any] = []
+    stage = _stage(changelog, sent)
+    view_tokens = _VIEW_TOKENS
+    ids = {"source_partner": "police", "occurred_at": "t", "view_recipients": ["a", "b"]}
+    stage.process(
+        [
+            _raw(0, {**ids, "tokens": {"nhs_number": "n1", "name_dob": "x"}}),
+            _raw(1, {**ids, "tokens": {"pnc_id": "c1"}}),
+            _raw(2, {**ids, "tokens": {"pnc_id": "c1", "name_dob": "x"}}),
+        ]
+    )
+    merges = [(out.key, json.loads(out.value)) for out in sent if b'"merge"' in (out.value or b"")]
+    assert sorted(d["recipient"] for _, d in merges) == ["a", "b"]
+    (p_from,) = [pt for pt, c in changelog.items() if c is None]  # the cluster merged away
+    (survivor,) = [pt for pt, c in changelog.items() if c is not None]
+    for key, d in merges:
+        assert key == d["from"].encode()
+        assert d["from"] == view_tokens.token(d["recipient"], p_from)
+        assert d["into"] == view_tokens.token(d["recipient"], survivor)
+        assert not d["from"].startswith("p.") and not d["into"].startswith("p.")
 
 
 def test_stage_restart_replays_to_the_same_outputs() -> None:
+    views = {"view_recipients": ["vru"]}
     batch1 = [
         _raw(0, {"source_partner": "h", "tokens": {"nhs_number": "n1", "name_dob": "x"}}),
         _raw(1, {"source_partner": "p", "tokens": {"pnc_id": "c1"}}),
     ]
     batch2 = [
-        _raw(2, {"source_partner": "p", "tokens": {"pnc_id": "c1", "name_dob": "x"}}),
-        _raw(3, {"source_partner": "s", "tokens": {"upn": "u1", "nhs_number": "n1"}}),
+        _raw(2, {"source_partner": "p", "tokens": {"pnc_id": "c1", "name_dob": "x"}, **views}),
+        _raw(3, {"source_partner": "s", "tokens": {"upn": "u1", "nhs_number": "n1"}, **views}),
     ]
     changelog: dict[str, Any] = {}
     sent: list[Any] = []
