@@ -11,11 +11,13 @@ from dataclasses import asdict
 
 import typer
 
+from agents.worker import load_keyring
 from sharebus.common import fail
 from streams.agreements import load_agreements
 from streams.avro.catalogue import load_catalogue
 from streams.errors import SharingBusError
 from streams.kafka.producer import DeliveringProducer
+from streams.linkage.view_tokens import ViewTokens
 from streams.rights.retention import purge
 from streams.rights.store import RightsStore
 from streams.settings import get_settings
@@ -34,12 +36,15 @@ def purge_command(
         agreements = load_agreements(settings.agreements_dir, catalogue)
         RightsStore(settings.postgres_dsn).close()  # creates `retention_purged` when missing
         producer = DeliveringProducer(settings.kafka_config())
+        keyring = load_keyring(settings)
+        view_tokens = ViewTokens(keyring, settings.linkage_key_id or keyring.ids[0])
         report = purge(
             settings.postgres_dsn,
             agreements,
             catalogue,
             lambda outputs: producer.send_all(outputs, deadline_s=120),
             dry_run=dry_run,
+            view_tokens=view_tokens,
         )
     except SharingBusError as exc:
         fail(str(exc))

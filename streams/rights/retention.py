@@ -29,8 +29,10 @@ from typing import Any
 import psycopg
 
 from streams.agreements import Agreement, AgreementSet
+from streams.agreements.model import PERSON_VIEW
 from streams.avro.catalogue import Catalogue
 from streams.deadletter import Output
+from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.vault import delete_subjects
 from streams.rights import messages
 from streams.rights.links import LinkIndex
@@ -96,6 +98,7 @@ def purge(
     *,
     now: datetime | None = None,
     dry_run: bool = False,
+    view_tokens: ViewTokens | None = None,
 ) -> PurgeReport:
     """Purge what outlived its retention; `send` delivers the views retractions (and must block
     until they are acknowledged: vault rows go only after the views were told)."""
@@ -113,7 +116,15 @@ def purge(
     rows = LinkIndex(dsn).by_events(ids)
     linked = {r.event_id for r in rows}
     pairs = [(r.event_id, r.person_token) for r in rows] + [(e, None) for e in ids if e not in linked]
-    outputs = messages.views_retractions(pairs, f"retention:{now.date().isoformat()}", "retention")
+    expand: Callable[[str], list[str]] | None = None
+    if view_tokens is not None:  # person views are kept under each recipient's own token
+        tokens = view_tokens
+        holders = sorted({a.recipient for a in agreements.agreements if PERSON_VIEW in a.views})
+
+        def expand(person: str) -> list[str]:
+            return tokens.expand(person, holders)
+
+    outputs = messages.views_retractions(pairs, f"retention:{now.date().isoformat()}", "retention", expand)
     report.views_retractions = len(outputs)
     if dry_run:
         return report

@@ -41,6 +41,7 @@ from streams.avro.serde import SchemaCache, decode
 from streams.enforce.audit_store import AuditStore
 from streams.kafka.producer import DeliveringProducer
 from streams.kafka.reader import read_to_end
+from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.identifiers import upn_check_letter
 from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault
@@ -78,6 +79,10 @@ event_types:
       exclusion_type: keep
       start_date: keep
       reason: keep
+views:
+  person_profile:
+    event_types:
+      education.exclusion:
 """
 EDUCATION_CSP = """
 id: education-to-reading-csp
@@ -220,7 +225,10 @@ def stored_decisions(settings: Settings, event_ids: list[str], shared: int) -> N
 
         def ready() -> bool:
             try:
-                counts = [sum(r["outcome"] == "shared" for r in store.by_event(e)) for e in event_ids]
+                counts = [  # recipients' own decisions, not the combinations into views
+                    sum(r["outcome"] == "shared" and ":" not in r["recipient"] for r in store.by_event(e))
+                    for e in event_ids
+                ]
             except Exception:
                 return False
             return all(c == shared for c in counts)
@@ -265,7 +273,18 @@ def raw_event(settings: Settings, event_id: str) -> dict[str, Any]:
     raise AssertionError(f"{event_id} is not on the raw topic")
 
 
-def profile(worker: WorkerProcess, token: str) -> dict[str, Any] | None:
+def view_tokens(settings: Settings) -> ViewTokens:
+    keyring = KeyRing.load(settings.keyring_path)
+    return ViewTokens(keyring, settings.linkage_key_id or keyring.ids[0])
+
+
+def vru_token(settings: Settings, person: str) -> str:
+    """The VRU's own token for a linked person: what its person view is keyed by."""
+    return view_tokens(settings).token("vru_analysts", person)
+
+
+def profile(worker: WorkerProcess, settings: Settings, person: str) -> dict[str, Any] | None:
+    token = vru_token(settings, person)
     resp = httpx.get(f"{worker.url}/api/persons/{token}", headers=worker.analyst, timeout=5)
     return resp.json() if resp.status_code == 200 else None
 
@@ -282,7 +301,9 @@ def sink_factors(settings: Settings, token: str) -> dict[str, int]:
     with psycopg.connect(settings.postgres_dsn) as conn:
         if conn.execute("SELECT to_regclass('person_factors')").fetchone() == (None,):
             return {}
-        rows = conn.execute("SELECT factor, count FROM person_factors WHERE person_token = %s", (token,))
+        rows = conn.execute(
+            "SELECT factor, count FROM person_factors WHERE person_token = %s", (vru_token(settings, token),)
+        )
         return {str(f): int(c) for f, c in rows}
 
 
@@ -342,7 +363,9 @@ def test_erasure_reaches_every_recipient_the_views_and_the_vault(
     sam_person, tom_person = person_of(settings, sam_ids[0]), person_of(settings, tom_ids[0])
     assert person_of(settings, police_id) == sam_person, "the police record links to the school's"
     both = {"school_exclusion": 2, "weapon_carrying": 1}
-    wait_for(lambda: factors(profile(worker, sam_person)) == both, "Sam's profile from both controllers")
+    wait_for(
+        lambda: factors(profile(worker, settings, sam_person)) == both, "Sam's profile from both controllers"
+    )
     wait_for(lambda: sink_factors(settings, tom_person).get("school_exclusion") == 2, "Tom's sink rows")
 
     # The police do not own the school's events: refused, audited, nothing sent.
@@ -394,13 +417,14 @@ def test_erasure_reaches_every_recipient_the_views_and_the_vault(
 
     # The views (API and PostgreSQL) no longer count the erased events; the police's still counts.
     wait_for(
-        lambda: "school_exclusion" not in factors(profile(worker, sam_person)), "Sam's exclusions unviewed"
+        lambda: "school_exclusion" not in factors(profile(worker, settings, sam_person)),
+        "Sam's exclusions unviewed",
     )
-    assert factors(profile(worker, sam_person)) == {"weapon_carrying": 1}
-    wait_for(lambda: profile(worker, tom_person) is None, "Tom's profile gone")
+    assert factors(profile(worker, settings, sam_person)) == {"weapon_carrying": 1}
+    wait_for(lambda: profile(worker, settings, tom_person) is None, "Tom's profile gone")
     wait_for(lambda: sink_factors(settings, sam_person) == {"weapon_carrying": 1}, "Sam's sink rows")
     wait_for(lambda: sink_factors(settings, tom_person) == {}, "Tom's sink rows gone")
-    assert factors(profile(worker, person_of(settings, olu_id))) == {"school_exclusion": 1}
+    assert factors(profile(worker, settings, person_of(settings, olu_id))) == {"school_exclusion": 1}
 
     # The vault: the school can no longer re-identify either child; the police still can (their own
     # record), and Tom, all of whose records went, was forgotten whole (the linker is told too).
@@ -532,19 +556,34 @@ def test_rectification_restriction_and_retention(stack: tuple[Settings, WorkerPr
     agreements = load_agreements(settings.agreements_dir, catalogue)
     send = DeliveringProducer(settings.kafka_config()).send_all
     soon = purge(
-        settings.postgres_dsn, agreements, catalogue, send, now=datetime.now(UTC) + timedelta(days=700)
+        settings.postgres_dsn,
+        agreements,
+        catalogue,
+        send,
+        now=datetime.now(UTC) + timedelta(days=700),
+        view_tokens=view_tokens(settings),
     )
     assert soon.expired_events == 0 and soon.vault_rows == 0
     late = purge(
-        settings.postgres_dsn, agreements, catalogue, send, now=datetime.now(UTC) + timedelta(days=731)
+        settings.postgres_dsn,
+        agreements,
+        catalogue,
+        send,
+        now=datetime.now(UTC) + timedelta(days=731),
+        view_tokens=view_tokens(settings),
     )
     assert late.expired_events == 6 and late.vault_rows > 0  # 5 shared, and Ben's restricted one
-    wait_for(lambda: profile(worker, ben_person) is None, "Ben's profile purged")
+    wait_for(lambda: profile(worker, settings, ben_person) is None, "Ben's profile purged")
     wait_for(lambda: sink_factors(settings, ben_person) == {}, "Ben's sink rows purged")
     with psycopg.connect(settings.postgres_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM vault_links").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM vault_identities").fetchone() == (0,)
     again = purge(
-        settings.postgres_dsn, agreements, catalogue, send, now=datetime.now(UTC) + timedelta(days=731)
+        settings.postgres_dsn,
+        agreements,
+        catalogue,
+        send,
+        now=datetime.now(UTC) + timedelta(days=731),
+        view_tokens=view_tokens(settings),
     )
     assert again.expired_events == 0  # purged once, recorded in retention_purged
