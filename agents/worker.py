@@ -124,11 +124,8 @@ def build_worker(settings: Settings) -> Worker:
             audit_sink.register(app, settings)
     if "linker" in roles:
         from agents import linker
-        from streams.linkage.view_tokens import ViewTokens
 
-        # Per-recipient person tokens are made here, never in the views role (docs/combination.md).
-        view_tokens = ViewTokens(keyring, settings.linkage_key_id or keyring.ids[0])
-        consumer = linker.register(app, settings, view_tokens=view_tokens)
+        consumer = linker.register(app, settings, view_tokens=_view_tokens(settings, keyring))
         if isinstance(consumer, BatchedConsumer):
             batched.append(consumer)
     if "views" in roles:
@@ -158,6 +155,22 @@ def _guard_web(app: faust.App, settings: Settings, catalogue: Catalogue) -> None
         settings, person_readers=PersonViewReaders(settings.agreements_dir, catalogue)
     )
     protect_web(cast(Any, app.web).web_app, guard)
+
+
+def _view_tokens(settings: Settings, keyring: KeyRing | None) -> Any:
+    """The linker's per-recipient person tokens, made with the view domains' derived keys alone
+    (never the views role's; docs/combination.md). None: this linker feeds no person view."""
+    from streams.linkage.view_tokens import ViewTokens, view_keys
+    from streams.privacy.keys import DomainKeys
+
+    if settings.view_keys_path is not None:
+        keys = DomainKeys.load(settings.view_keys_path)
+        return ViewTokens(keys, settings.linkage_key_id or keys.kids[0])
+    if keyring is not None:  # a keyed role shares this process: derive, and give the linker only those
+        kid = settings.linkage_key_id or keyring.ids[0]
+        return ViewTokens(view_keys(keyring, settings.agreements_dir, kid), kid)
+    log.warning("linker without view keys (SHARINGBUS_VIEW_KEYS_PATH): it feeds no person view")
+    return None
 
 
 def _register_enforcer(

@@ -70,5 +70,24 @@ def list_keys(keyring: Path | None = _KEYRING) -> None:
         typer.echo(f"{kid}\t{ring.created(kid) or '-'}{marker}")
 
 
+@keys_app.command("derive-views")
+def derive_views(
+    out: Path = typer.Option(..., "--out", help="File for the derived keys (written with mode 0600)"),
+    keyring: Path | None = _KEYRING,
+) -> None:
+    """Derive every recipient's person-view domain key for a linker that holds no master key."""
+    from streams.linkage.view_tokens import view_keys
+
+    settings = get_settings()
+    try:
+        ring = KeyRing.load(_path(keyring))
+        kid = settings.linkage_key_id or ring.ids[0]
+        keys = view_keys(ring, settings.agreements_dir, kid)
+        keys.save(out)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    typer.echo(f"{out}: {keys}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")

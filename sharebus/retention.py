@@ -11,13 +11,13 @@ from dataclasses import asdict
 
 import typer
 
-from agents.worker import load_keyring
 from sharebus.common import fail
 from streams.agreements import load_agreements
 from streams.avro.catalogue import load_catalogue
 from streams.errors import SharingBusError
 from streams.kafka.producer import DeliveringProducer
 from streams.linkage.view_tokens import ViewTokens
+from streams.privacy.key_sources import load_keyring
 from streams.rights.retention import purge
 from streams.rights.store import RightsStore
 from streams.settings import get_settings

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         None,
         description="Key id pinned for linkage tokens (default: the first key in the ring)",
     )
+    view_keys_path: Path | None = Field(
+        None,
+        description="Person-view domain keys for a linker without the master (sharebus keys derive-views)",
+    )
     agreements_dir: Path = Field(ROOT / "agreements", description="Directory of agreement YAML files")
     record_id_key_path: Path = Field(
         ROOT / "var" / "record-id.key",

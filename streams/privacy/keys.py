@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from streams.errors import ConfigurationError
 
-__all__ = ["KeyRing", "domain_key_info", "pseudonym"]
+__all__ = ["DomainKeys", "KeyRing", "domain_key_info", "pseudonym"]
 
 _KID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no "." (the token separator), no ":" / "," (env format)
 _MIN_KEY_BYTES = 32
@@ -314,3 +314,97 @@ def pseudonym(
     h = keyring.mac(domain, kind, kid)
     h.update(_canonical(normalised_value).encode())
     return f"{kid}." + _b32_26(h.digest())
+
+
+class DomainKeys:
+    """The derived keys of a few pseudonym domains, and no master key.
+
+    For a role that must compute those domains' tokens and nothing else: the linker makes each
+    recipient's person-view tokens (`streams.linkage.view_tokens`) with the `recipient:<id>` domain
+    keys alone, so a compromise of the linker yields no identifier token of any domain. Built from
+    the master where it lives (`derive`), carried to the linker as a 0600 file (`save`/`load`,
+    `sharebus keys derive-views`). `mac` is the same keyed HMAC as `KeyRing.mac`, so both give the
+    same tokens; a domain not held is a ConfigurationError, never an unkeyed token.
+    """
+
+    def __init__(self, keys: Mapping[tuple[str, str], bytes]) -> None:
+        self._keys = dict(keys)  # (kid, domain) -> HKDF-derived domain key
+        self._macs: dict[tuple[str, str, str], hmac.HMAC] = {}
+
+    @classmethod
+    def derive(cls, ring: KeyRing, domains: list[str], kid: str) -> DomainKeys:
+        secret = ring._entry(kid).secret
+        return cls({(kid, d): _derive(secret, kid, d) for d in domains})
+
+    @classmethod
+    def load(cls, path: Path | str) -> DomainKeys:
+        """Read `{"keys": [{"kid", "domain", "key": base64}]}` (mode 0600, like the key ring)."""
+        path = Path(path)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                raise ConfigurationError(f"{path}: domain keys are open to group or others: chmod 600 {path}")
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"{path}: not found (make it with `sharebus keys derive-views`)"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigurationError(f"{path}: cannot read domain keys ({type(exc).__name__})") from None
+        entries = doc.get("keys") if isinstance(doc, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise ConfigurationError(f"{path}: 'keys' must be a non-empty list")
+        keys = {}
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("domain"), str):
+                raise ConfigurationError(f"{path}: keys[{i}] needs kid, domain and key")
+            kid = _check_kid(entry.get("kid"), f"{path}: keys[{i}]")
+            keys[(kid, entry["domain"])] = _decode_secret(kid, entry.get("key"), f"{path}: keys[{i}]")
+        return cls(keys)
+
+    def save(self, path: Path | str) -> None:
+        """Write atomically with mode 0600 (the file holds keys)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        doc = {
+            "keys": [
+                {"kid": kid, "domain": d, "key": base64.b64encode(k).decode("ascii")}
+                for (kid, d), k in sorted(self._keys.items())
+            ]
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=2)
+                fh.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @property
+    def kids(self) -> list[str]:
+        return sorted({kid for kid, _ in self._keys})
+
+    def require(self, kid: str) -> None:
+        """ConfigurationError unless some domain key of `kid` is held (fail closed at start)."""
+        if kid not in self.kids:
+            raise ConfigurationError(f"no domain key of key {kid!r} is held")
+
+    def mac(self, domain: str, kind: str, kid: str | None = None) -> hmac.HMAC:
+        """HMAC-SHA256 under `domain`'s key of `kid`, primed with `kind` + SEP (as `KeyRing.mac`)."""
+        kid = kid or (self.kids[-1] if self.kids else "")
+        primed = self._macs.get((kid, domain, kind))
+        if primed is None:
+            key = self._keys.get((kid, domain))
+            if key is None:
+                raise ConfigurationError(f"no key of domain {domain!r} (key {kid!r}) is held")
+            primed = hmac.new(key, f"{kind}{SEP}".encode(), hashlib.sha256)
+            self._macs[(kid, domain, kind)] = primed
+        return primed.copy()
+
+    def __repr__(self) -> str:
+        return f"DomainKeys(domains={sorted(d for _, d in self._keys)!r})"
+
+    __str__ = __repr__
