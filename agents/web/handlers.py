@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 _WEEK = re.compile(r"^\d{4}-W\d{2}$")
-_TOKEN = re.compile(r"^p\.[A-Za-z0-9_-]{1,64}$")
+# A recipient's person token: "<key id>.<26 base32>" (streams/linkage/view_tokens.py).
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{1,64}$")
 # What /api/health tells tiers below individual: nothing a suppressed table hides (no exact counts
 # of facts, profiles or dead letters, no time of the latest fact).
 HEALTH_BELOW_INDIVIDUAL = frozenset({"status", "weeks", "last_emit_at"})

@@ -52,6 +52,7 @@ from streams.enforce.engine import Enforcer
 from streams.enforce.link_facts import make_link_facts
 from streams.kafka.admin import partition_counts
 from streams.linkage.linker import Linker
+from streams.linkage.view_tokens import ViewTokens, view_keys
 from streams.privacy.keys import KeyRing
 from streams.publish.simulate import Simulation
 from streams.publish.simulate.people import make_pnc_id, make_upn
@@ -282,10 +283,15 @@ def pairs(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
 # --------------------------------------------------------------------------- reference: linker, views
 
 
-def reference_link_person(link_identifiers: list[tuple[bytes, bytes]]) -> set[tuple[bytes, bytes]]:
+def reference_link_person(
+    settings: Settings, link_identifiers: list[tuple[bytes, bytes]]
+) -> set[tuple[bytes, bytes]]:
     """`link.person` as one linker gives it for these `link.identifiers` records, in this order."""
     sent: list[Output] = []
-    stage = LinkerStage(sent.extend, Linker, None)
+    keyring = KeyRing.load(settings.keyring_path)
+    kid = settings.linkage_key_id or keyring.ids[0]
+    tokens = ViewTokens(view_keys(keyring, settings.agreements_dir, kid), kid)
+    stage = LinkerStage(sent.extend, Linker, None, tokens)
     stage.process(
         [RawRecord(topics.LINK_IDENTIFIERS, 0, i, k, v) for i, (k, v) in enumerate(link_identifiers)]
     )
@@ -323,7 +329,8 @@ def reference_views(link_person: Iterable[tuple[bytes, bytes]]) -> Views:
         if apply_fact(profile, fact):
             profiles[token] = profile
     tokens = {f["person_token"] for f in facts if f.get("person_token")} | set(into) | set(into.values())
-    return Views(profiles, tokens, into, AreaCounts.of(facts))
+    area_facts = [f for f in facts if not f.get("recipient")]  # person-view facts are not counted
+    return Views(profiles, tokens, into, AreaCounts.of(area_facts))
 
 
 # --------------------------------------------------------------------------- what the workers serve
@@ -468,7 +475,7 @@ def test_two_workers_on_four_partitions_lose_nothing_and_serve_correct_views(
     assert sum(by_worker) >= EVENTS, by_worker
 
     # --- linkage: exactly what one linker gives over link.identifiers --------------------------------
-    want_person = reference_link_person(links)
+    want_person = reference_link_person(settings, links)
     person = eventually(lambda: pairs(settings, topics.LINK_PERSON), lambda got: set(got) == want_person, 60)
     assert set(person) == want_person
 
