@@ -191,6 +191,7 @@ def _record(
         "transformed": [],
         "invalid_identifiers": [],
         "subject_tokens": [],
+        "output_key": None,  # a view is not a topic record: nothing to retract by key
     }
 
 

@@ -483,6 +483,7 @@ class Enforcer:
             "source_partner": partner,
             "event_type": event_type,
             "at": datetime.now(UTC).isoformat(),
+            "source_offset": rec.offset,
         }
         return self._combiner.combine(partner, event_type, facts, shared, base, seal)
 
