@@ -53,6 +53,7 @@ EVENTS: list[tuple[str, str, dict[str, Any]]] = [
         "thames_valley_police",
         "police.crime_recorded",
         {
+            "crime_reference": "CR-1",  # the record key: two crimes, two events
             "crime_category": "BURGLARY",
             "people[].role": "SUSPECT",
             "knife_or_sharp_instrument": False,
@@ -63,6 +64,7 @@ EVENTS: list[tuple[str, str, dict[str, Any]]] = [
         "thames_valley_police",
         "police.crime_recorded",
         {
+            "crime_reference": "CR-2",
             "crime_category": "ROBBERY",
             "people[].role": "SUSPECT",
             "knife_or_sharp_instrument": False,
@@ -173,7 +175,13 @@ def test_only_agreed_facts_combine_under_the_recipients_own_token(
         (youth, "person_profile:*"): ("denied", []),
         (exclusion, "person_profile:*"): ("denied", []),
     }
-    wait_for(lambda: _combinations(settings, ids) == expected or None, "combination records in PostgreSQL")
+    seen: list[Any] = [None]
+
+    def combinations() -> bool:
+        seen[0] = _combinations(settings, ids)
+        return seen[0] == expected
+
+    wait_for(combinations, "combination records in PostgreSQL", last=seen)
 
     # Published profiles: only the VRU's tokens, only agreed factors, times by day.
     deserialise = AvroDeserializer(registry_client(settings))
