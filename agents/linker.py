@@ -347,7 +347,7 @@ def view_merges(
     for m in merges:
         for recipient in recipients:
             source = view_tokens.token(recipient, m.from_)
-            doc = {
+            doc: dict[str, Any] = {
                 "kind": "merge",
                 "from": source,
                 "into": view_tokens.token(recipient, m.into),

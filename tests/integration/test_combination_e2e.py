@@ -36,7 +36,6 @@ from tests.unit.agreements.conftest import _record, set_path
 from tests.workers import WorkerProcess, discard, start_worker
 
 T = TypeVar("T")
-INDIVIDUAL = {"X-SharingBus-Tier": "individual"}
 OCCURRED = datetime(2026, 11, 14, 23, 47, 12, tzinfo=UTC)
 CHILD = {
     "nhs_number": None,
@@ -155,7 +154,7 @@ def test_only_agreed_facts_combine_under_the_recipients_own_token(
     last: list[Any] = [None]
 
     def vru_profile() -> dict[str, Any] | None:
-        resp = httpx.get(f"{worker.url}/api/persons/{vru}", headers=INDIVIDUAL, timeout=5)
+        resp = httpx.get(f"{worker.url}/api/persons/{vru}", headers=worker.analyst, timeout=5)
         body: dict[str, Any] | None = resp.json() if resp.status_code == 200 else None
         last[0] = body
         return body if body and set(body["factors"]) == ALLOWED else None
@@ -164,7 +163,9 @@ def test_only_agreed_facts_combine_under_the_recipients_own_token(
     for stats in profile["factors"].values():
         for seen in ("first_seen", "last_seen"):
             assert stats[seen] == "2026-11-14T00:00:00+00:00", stats  # by day, never 23:47:12
-    assert httpx.get(f"{worker.url}/api/persons/{person}", headers=INDIVIDUAL, timeout=5).status_code == 404
+    assert (
+        httpx.get(f"{worker.url}/api/persons/{person}", headers=worker.analyst, timeout=5).status_code == 404
+    )
 
     # The ledger holds every combination decision, allowed or not.
     expected = {

@@ -85,19 +85,29 @@ def _stage(sent: list[Any]) -> Any:
 
 
 def test_the_stage_applies_an_accepted_review_as_a_merge() -> None:
+    from streams.linkage.view_tokens import ViewTokens
+    from streams.privacy.keys import KeyRing
+
     sent: list[Any] = []
     stage = _stage(sent)
-    a = {"event_id": "e0", "subject_index": 0, "source_partner": "h", "tokens": {"nhs_number": "n1"}}
-    b = {"event_id": "e1", "subject_index": 0, "source_partner": "p", "tokens": {"pnc_id": "c1"}}
+    tokens = ViewTokens(KeyRing.from_secrets({"k1": b"r" * 32}, "k1"), "k1")
+    stage._view_tokens = tokens
+    views = {"view_recipients": ["vru"]}  # the recipients holding person views, as the enforcer says
+    a = {"event_id": "e0", "subject_index": 0, "source_partner": "h", "tokens": {"nhs_number": "n1"}, **views}
+    b = {"event_id": "e1", "subject_index": 0, "source_partner": "p", "tokens": {"pnc_id": "c1"}, **views}
     stage.process(
         [RawRecord("link.identifiers", 0, i, None, json.dumps(d).encode()) for i, d in enumerate((a, b))]
     )
-    pa, pb = (json.loads(o.value)["person_token"] for o in sent)
+    assert stage.linker is not None
+    pa, pb = sorted(stage.linker.to_state())  # the two clusters' person tokens (never on link.person)
     row = type("Row", (), {"id": review_id(pa, pb), "person_a": pa, "person_b": pb})()
     value = decision_record(row, True, "police:dpo")  # type: ignore[arg-type]
+    before = len(sent)
     stage.process([RawRecord("link.identifiers", 0, 2, b"review", value)])
-    (merge,) = [json.loads(o.value) for o in sent[2:]]
-    assert merge["kind"] == "merge" and {merge["from"], merge["into"]} == {pa, pb}
+    (merge,) = [json.loads(o.value) for o in sent[before:] if o.topic == "link.person"]
+    # the merge reaches the VRU's person view in the VRU's own tokens
+    assert merge["kind"] == "merge" and merge["recipient"] == "vru"
+    assert {merge["from"], merge["into"]} == {tokens.token("vru", pa), tokens.token("vru", pb)}
     assert merge["why"] == {"rule": "review", "review_id": review_id(pa, pb), "reviewer": "police:dpo"}
     bad = json.dumps({"kind": "review_decision", "a": pa}).encode()
     stage.process([RawRecord("link.identifiers", 0, 3, b"review", bad)])
