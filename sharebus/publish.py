@@ -3,8 +3,10 @@
 Prints `published: N, rejected: M` and writes `<file>.rejections.csv` (row, field, reason) beside
 the input; exits 1 when any row was rejected, so scripts notice. Event ids come from each row's
 record key (schemas/), so publishing an extract again, or one that overlaps it, sends the same
-events, which the bus de-duplicates. A file that cannot be read as a whole (wrong encoding, a quote
-never closed, no rows) is one line and exit status 1 before anything is sent.
+events, which the bus de-duplicates; a row whose content changed since it was published from
+here (the ledger in `data_dir/published/`) is sent as a rectification of its event. A file that
+cannot be read as a whole (wrong encoding, a quote never closed, no rows) is one line and exit
+status 1 before anything is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from streams.avro.catalogue import load_catalogue
 from streams.errors import SharingBusError
 from streams.kafka.admin import TopicSpec, ensure_topics
 from streams.publish.extracts import load_mapping, publish_extract
+from streams.publish.ledger import PublishLedger
 from streams.publish.publisher import Publisher
+from streams.publish.record_ids import RecordIds
 from streams.settings import get_settings
 
 
@@ -38,6 +42,14 @@ def publish(
         "utf-8",
         "--encoding",
         help="Text encoding of the file, e.g. cp1252 for a spreadsheet saved on Windows",
+    ),
+    ledger: bool = typer.Option(
+        True,
+        "--ledger/--no-ledger",
+        help="Remember what was published, so a corrected row rectifies its event",
+    ),
+    requester: str = typer.Option(
+        "sharebus-publish", "--requester", help="Who asks for the rectifications of corrected rows (audited)"
     ),
 ) -> None:
     """Publish an extract; bad rows are reported, never fatal."""
@@ -60,7 +72,14 @@ def publish(
             disable=not sys.stderr.isatty(),
             transient=True,
         )
-        with progress, Publisher(settings, partner, catalogue) as publisher:
+        ids = RecordIds.load_or_create(settings.record_id_key_path)
+        book = PublishLedger.for_partner(settings.data_dir, partner, ids) if ledger else None
+        with (
+            progress,
+            Publisher(
+                settings, partner, catalogue, record_ids=ids, ledger=book, requester=requester
+            ) as publisher,
+        ):
             task = progress.add_task("publish", total=file.stat().st_size)
             summary = publish_extract(
                 publisher,
@@ -72,7 +91,8 @@ def publish(
             )
     except SharingBusError as exc:
         fail(str(exc))
-    typer.echo(f"published: {summary.published}, rejected: {summary.rejected}")
+    corrected = f", corrected: {summary.corrected}" if summary.corrected else ""
+    typer.echo(f"published: {summary.published}, rejected: {summary.rejected}{corrected}")
     if summary.without_key:
         key = ", ".join(catalogue.event_type(event_type).record_key)
         typer.echo(

@@ -325,12 +325,14 @@ class RejectionReport:
 @dataclass
 class ExtractSummary:
     """`without_key`: rows published with a random id because a record key field was empty
-    (publishing them again makes new events)."""
+    (publishing them again makes new events); `corrected`: rows sent as rectifications of events
+    published before (counted in `published` too)."""
 
     rows: int = 0
     published: int = 0
     rejected: int = 0
     without_key: int = 0
+    corrected: int = 0
     report: Path | None = None
 
 
@@ -368,6 +370,7 @@ def publish_extract(
                 try:
                     sent = publisher.publish(event_type, row.event, on_delivery=delivered_for(row.number))
                     summary.without_key += sent.id_source == "random"
+                    summary.corrected += sent.corrects is not None
                 except EventInvalid as exc:
                     report.add(row.number, exc.problems)
                 except ValidationError as exc:

@@ -13,6 +13,10 @@ the bound partner, and event types the partner does not publish (schemas/partner
 refused. Messages are keyed by `event_id` with acks=all and idempotence, serialized by
 confluent-kafka's `AvroSerializer`, which registers the catalogue schema under `<topic>-value` on
 first use.
+
+With a `PublishLedger` (`sharebus publish` uses one), a row whose record key was published before
+with different content is a correction: it is sent as a rectification request for that event
+(`streams.publish.ledger`), never as a second version of the event.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -34,6 +39,7 @@ from streams import topics
 from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.errors import SharingBusError
 from streams.kafka.admin import TopicSpec, ensure_topics
+from streams.publish.ledger import ENVELOPE_TIME, PublishLedger, changed_fields, field_values, jsonable
 from streams.publish.prepare import EventInvalid, IdSource, prepare, prepare_event
 from streams.publish.record_ids import RecordIds
 from streams.settings import Settings
@@ -72,12 +78,15 @@ class Sent:
 
     `id_source` is "record_key" for a derived id, "given" for the partner's own, and "random" when
     a record key field was empty: such an event is a new one each time it is published.
+    `corrects` is the request id when the row corrected an event published before (`topic` and
+    `record` are then the request's).
     """
 
     event_id: str
     topic: str
     record: dict[str, Any]
     id_source: IdSource = "given"
+    corrects: str | None = None
 
 
 # --- the publisher ------------------------------------------------------------------------------
@@ -95,8 +104,12 @@ class Publisher:
         registry: SchemaRegistryClient | None = None,
         producer_config: Mapping[str, Any] | None = None,
         record_ids: RecordIds | None = None,
+        ledger: PublishLedger | None = None,
+        requester: str = "publisher",
     ) -> None:
         self.settings = settings
+        self.ledger = ledger
+        self.requester = requester
         self.catalogue = catalogue or load_catalogue(settings.schemas_dir)
         self.record_ids = record_ids or RecordIds.load_or_create(settings.record_id_key_path)
         self.partner = self.catalogue.partner(partner)
@@ -118,24 +131,71 @@ class Publisher:
             raise PublishError("publisher is closed")
         prepared = prepare(self.catalogue, self.partner.id, event_type, event, ids=self.record_ids)
         record = prepared.record
-        topic = topics.raw(self.partner.id, event_type)
         event_id = record["envelope"]["event_id"]
-        value = self._serialize(event_type, topic, record)
+        sent_type, sent_record, corrects, digests = event_type, record, None, None
+        if self.ledger is not None and prepared.id_source != "random":
+            digests = self.ledger.digests(record)
+            before = self.ledger.get(event_id)
+            if before is not None and before != digests:
+                sent_type, sent_record = self._rectification(event_type, event_id, record, before, digests)
+                corrects = str(sent_record["envelope"]["event_id"])
+        topic = topics.raw(self.partner.id, sent_type)
+        value = self._serialize(sent_type, topic, sent_record)
+        key = corrects or event_id
         callback = self._callback(event_id, on_delivery)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=event_id.encode(), on_delivery=callback)
+                self._producer.produce(topic, value=value, key=key.encode(), on_delivery=callback)
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)
+        if self.ledger is not None and digests is not None:
+            self.ledger.put(event_id, event_type, digests)  # taken out again if delivery fails
         self._producer.poll(0)
-        return Sent(event_id, topic, record, prepared.id_source)
+        return Sent(event_id, topic, sent_record, prepared.id_source, corrects)
+
+    def _rectification(
+        self,
+        event_type: str,
+        event_id: str,
+        record: dict[str, Any],
+        before: dict[str, str],
+        after: dict[str, str],
+    ) -> tuple[str, dict[str, Any]]:
+        """The rectification request that carries a corrected row's changed fields to the bus."""
+        from streams.rights.model import REQUEST_EVENT_TYPE  # streams.rights imports this package
+
+        changed = changed_fields(before, after)
+        if ENVELOPE_TIME in changed:
+            raise EventInvalid(
+                [
+                    (
+                        ENVELOPE_TIME,
+                        "differs from the event published with this record key, and the envelope cannot "
+                        "be corrected: ask for its erasure (sharebus request) and publish the row again",
+                    )
+                ]
+            )
+        values = field_values(record)
+        request = {
+            "envelope": {"occurred_at": datetime.now(UTC)},
+            "kind": "rectify",
+            "event_ids": [event_id],
+            "corrections": {path: json.dumps(jsonable(values.get(path))) for path in changed},
+            "reason": f"{event_type} re-published with corrected fields: {', '.join(changed)}",
+            "requester": f"{self.partner.id}:{self.requester}",
+        }
+        return REQUEST_EVENT_TYPE, prepare_event(
+            self.catalogue, self.partner.id, REQUEST_EVENT_TYPE, request, ids=self.record_ids
+        )
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for every outstanding delivery; DeliveryError lists the events that failed."""
         left = self._producer.flush(timeout)
         with self._lock:
             failures, self._failures = self._failures, []
+        if self.ledger is not None:
+            self.ledger.commit()  # what was delivered; failed deliveries were taken out
         if left:
             failures.append(("?", f"{left} message(s) still queued after {timeout}s"))
         if failures:
@@ -150,6 +210,8 @@ class Publisher:
             self.flush(timeout)
         finally:
             self._producer.close()  # releases librdkafka threads and sockets now, not at GC
+            if self.ledger is not None:
+                self.ledger.close()
 
     def __enter__(self) -> Publisher:
         return self
@@ -186,6 +248,8 @@ class Publisher:
             if reason is not None:
                 with self._lock:
                     self._failures.append((event_id, reason))
+                if self.ledger is not None:
+                    self.ledger.forget_pending(event_id)
             if user is not None:
                 user(event_id, reason)
 

@@ -106,6 +106,10 @@ class RecordIds:
         digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
         return str(uuid.UUID(bytes=bytes(digest)))
 
+    def digest(self, text: str) -> str:
+        """A keyed digest of a field value, for the publish ledger (never a plain hash of data)."""
+        return hmac.new(self._key, b"field\x00" + text.encode(), hashlib.sha256).hexdigest()[:32]
+
 
 def _create(path: Path) -> None:
     """Write a new key atomically: a concurrent creator's key wins, never a half-written file."""

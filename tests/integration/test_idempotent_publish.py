@@ -1,10 +1,17 @@
-"""Publishing an extract again changes nothing anywhere: real worker, broker, registry and PostgreSQL.
+"""Publishing an extract again changes nothing anywhere, and a corrected row corrects what recipients hold.
+
+Real worker, broker, registry and PostgreSQL.
 
 A school's daily extracts overlap, a failed run is retried, a month is backfilled: the same rows
 arrive again. Their event ids come from each row's record key, so the second run is the same
 seven events, and every stage that keeps state de-duplicates them: the events recipients hold
 on their shared topics, the audit ledger's PostgreSQL copy, the person profiles, the area counts
 and the subject access report are what they were after the first run.
+
+A row published again with a field changed (the same record key) is a correction: the publisher's
+ledger sees the change and asks the bus to rectify the event, so every recipient receives the
+corrected event in its own form (header `sharingbus.corrects`), the profile counts the corrected
+factors, and no second event appears anywhere.
 
 Each round ends with a sentinel exclusion per pupil, published after the round's events were
 decided: a pupil's records reach the views in order (keyed by the pupil's token), so once every
@@ -25,11 +32,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from streams import topics
 from streams.enforce.audit_store import AuditStore
 from streams.privacy.identifiers import upn_check_letter
 from streams.publish.publisher import Publisher
 from streams.settings import ROOT, Settings
-from tests.support.stack import audit_records, sharebus, shared_event_ids, wait_until
+from tests.support.stack import audit_records, decoded, header, sharebus, shared_event_ids, wait_until
 from tests.workers import WorkerProcess, discard, start_worker
 
 SCHOOLS, EXCLUSION = "reading_schools", "education.exclusion"
@@ -215,7 +223,8 @@ def stored(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def shared_ids(settings: Settings) -> dict[str, set[str]]:
-    return {t: {eid for eid, _, _ in recs} for t, recs in shared_event_ids(settings).items()}
+    """Per shared topic, the events it carries (corrections and retractions carry no event id header)."""
+    return {t: {eid for eid, _, _ in recs if eid} for t, recs in shared_event_ids(settings).items()}
 
 
 def access(settings: Settings, pupil: str) -> dict[str, Any]:
@@ -307,3 +316,74 @@ def test_the_same_extract_published_twice_changes_nothing_anywhere(
         ), pupil
     with AuditStore(settings.postgres_dsn) as store:
         assert {r["event_id"] for r in store.by_event(next(iter(event_ids)))} == {next(iter(event_ids))}
+
+
+def test_a_corrected_row_updates_what_recipients_hold(
+    bus: tuple[Settings, WorkerProcess], tmp_path: Path
+) -> None:
+    settings, _worker = bus
+    rows = [row(*r) for r in ROWS]
+    publish_extract(settings, write_csv(tmp_path / "monday.csv", rows))
+    settle(settings, 20)
+    before = shared_ids(settings)
+    pupil = upn(32)  # Ben: excluded on 2 March for persistent disruption, the school now says a weapon
+    vru = decoded(settings, topics.shared("vru_analysts", EXCLUSION))
+    original = [r for _, r in vru if r["start_date"] == date(2026, 3, 2) and r["reason"] == ROWS[3][2]]
+    assert len(original) == 1 and ROWS[3][0] == pupil
+    event_id = str(original[0]["envelope"]["event_id"])
+
+    rows[3] = row(pupil, 2, "OFFENSIVE_WEAPON") | {"sessions": "5"}
+    done = sharebus(
+        settings,
+        "publish",
+        "--partner",
+        SCHOOLS,
+        "--event-type",
+        EXCLUSION,
+        str(write_csv(tmp_path / "tue.csv", rows)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def corrections() -> dict[str, list[dict[str, Any]]] | None:
+        found = {
+            r: [
+                v
+                for m, v in decoded(settings, topics.shared(r, EXCLUSION))
+                if header(m, "sharingbus.corrects")
+            ]
+            for r in RECIPIENTS
+        }
+        return found if all(found.values()) else None
+
+    got = wait_until(corrections, 120, "every recipient's correction")
+    for recipient, records in got.items():
+        assert len(records) == 1 and records[0]["reason"] == "OFFENSIVE_WEAPON", recipient
+        assert str(records[0]["envelope"]["event_id"]) == event_id, recipient
+    assert got["reading_yjs_team"][0]["sessions"] == 5
+    assert "published: 7, rejected: 0, corrected: 1" in done.stdout
+    # No second event: recipients hold the same event ids as before the corrected extract.
+    assert shared_ids(settings) == before
+    raw = [m for m in read_raw(settings) if (m.key() or b"").decode() == event_id]
+    assert len(raw) == 1  # the corrected row went as a rectification request, not as a second version
+
+    # The views count the corrected event: a weapon now, and still one exclusion each.
+    token = next(iter(person_tokens(settings, {event_id})))
+    factors = wait_until(
+        lambda: (f := person_factors(settings).get(token, {})) and "weapon_carrying" in f and f,
+        120,
+        "the corrected event in the profile",
+    )
+    assert factors["weapon_carrying"]["count"] == 1
+    assert factors["school_exclusion"]["count"] == 3  # two rows and the sentinel, as before
+    statuses = {
+        s["recipient"]["id"]: s["status"]
+        for s in access(settings, pupil)["sharings"]
+        if s["event_id"] == event_id
+    }
+    assert statuses == dict.fromkeys(RECIPIENTS, "corrected")
+
+
+def read_raw(settings: Settings) -> list[Any]:
+    from tests.support.stack import read_topic
+
+    return read_topic(settings, topics.raw(SCHOOLS, EXCLUSION))
