@@ -168,7 +168,10 @@ class Linker:
                 target = self._union(target, owner, losers)
 
         for token, kind in weak:  # rule 2, tier by tier
-            others = [h for h in self._holders.get(token, ()) if h != target]
+            holders = self._holders.get(token)
+            if not holders or (target is not None and len(holders) == 1 and holders[0] == target):
+                continue  # nobody else holds it (the commonest case: a person seen before)
+            others = [h for h in holders if h != target]
             if len(others) != 1:
                 continue
             other = self._clusters[others[0]]

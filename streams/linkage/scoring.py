@@ -73,8 +73,11 @@ class ScoreIndex:
 
     def add(self, cluster: str, sig: Signature) -> bool:
         """Attach `sig` to `cluster` unless it holds it already or is full; True when added."""
+        owners = self._owners.get(sig.key)
+        if owners is not None and cluster in owners:
+            return False
         held = self._sigs.setdefault(cluster, [])
-        if len(held) >= MAX_SIGNATURES or any(s.key == sig.key for s in held):
+        if len(held) >= MAX_SIGNATURES:
             return False
         held.append(sig)
         self._index(cluster, sig)
