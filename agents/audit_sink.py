@@ -165,7 +165,7 @@ def register(app: faust.App, settings: Settings, source_topic: str = topics.AUDI
     """Add the audit sink agent to `app` (needs only `app.topic` and `app.agent`); returns the agent."""
     source = app.topic(source_topic, value_serializer="raw", key_serializer="raw")
     dlq = app.topic(topics.dlq(STAGE), value_serializer="raw", key_serializer="raw")
-    sink = AuditSink(AuditStore(settings.postgres_dsn))
+    sink = AuditSink(AuditStore(settings.pg_dsn("audit")))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=STAGE)
 
     @app.agent(source, name=STAGE, concurrency=1)
@@ -194,7 +194,7 @@ def register_batched(
 ) -> BatchedConsumer:
     """The same sink on a batched confluent-kafka consumer (agents/batched.py): the ledger carries
     ~1.7 records per event, too many for Faust's per-event Stream cost on the hot path."""
-    sink = AuditSink(AuditStore(settings.postgres_dsn))
+    sink = AuditSink(AuditStore(settings.pg_dsn("audit")))
     producer = DeliveringProducer(settings.kafka_config())
 
     def handle(records: list[RawRecord]) -> None:

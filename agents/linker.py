@@ -245,10 +245,10 @@ def register(
     ensure_topics(settings, [compacted(LINK_STATE, 1)])
     reviews = None
     if vault is None and use_vault:
-        ensure_database(settings.postgres_dsn)
-        vault = Vault(settings.postgres_dsn)
+        ensure_database(settings.pg_dsn("linker"))
+        vault = Vault(settings.pg_dsn("linker"))
     if use_vault:
-        reviews = ReviewStore(settings.postgres_dsn)
+        reviews = ReviewStore(settings.pg_dsn("linker"))
     kafka_config = settings.kafka_config()
     out = producer or DeliveringProducer(kafka_config)
     stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault, view_tokens, reviews=reviews)

@@ -203,7 +203,7 @@ def register(
     emitter = Emitter(
         DeliveringProducer(settings.kafka_config()),
         ViewSchemas(RegistrySchemas(registry_client(settings)), names.profiles, names.areas),
-        ViewsSink(settings.postgres_dsn) if use_sink else None,
+        ViewsSink(settings.pg_dsn("views")) if use_sink else None,
         names,
         level,
     )

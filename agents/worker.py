@@ -184,7 +184,7 @@ def _register_enforcer(
 ) -> tuple[Enforcer, DeliveringProducer]:
     kafka_config = settings.kafka_config()
     audit_partitions = settings.topic_partitions
-    vault = VaultBuffer(Vault(settings.postgres_dsn))
+    vault = VaultBuffer(Vault(settings.pg_dsn("enforcer")))
     enforcer = Enforcer(
         catalogue=catalogue,
         plans=plans,

@@ -30,7 +30,7 @@ _JSON = typer.Option(False, "--json", help="Print JSON instead of a table")
 
 
 def _store(dsn: str | None) -> AuditStore:
-    return AuditStore(dsn or get_settings().postgres_dsn)
+    return AuditStore(dsn or get_settings().pg_dsn("rights"))
 
 
 def _agreement(rec: dict[str, Any]) -> str:
@@ -161,7 +161,7 @@ def verify_command(
     try:
         anchors = None
         if against_db:
-            with AuditStore(dsn or settings.postgres_dsn) as store:
+            with AuditStore(dsn or settings.pg_dsn("rights")) as store:
                 anchors = store.chain_heads()
         report = verify(settings.kafka_config(), topic, timeout=timeout, anchors=anchors)
     except SharingBusError as exc:
@@ -190,7 +190,7 @@ def reload_command(
 
     settings = get_settings()
     try:
-        with AuditStore(dsn or settings.postgres_dsn) as store:
+        with AuditStore(dsn or settings.pg_dsn("rights")) as store:
             store.ensure_schema()
             result = reload_from_topic(settings.kafka_config(), store, topic)
     except SharingBusError as exc:

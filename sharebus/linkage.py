@@ -39,7 +39,7 @@ linkage_app.add_typer(review_app, name="review")
 
 def _store(dsn: str | None) -> ReviewStore:
     try:
-        return ReviewStore(dsn or get_settings().postgres_dsn)
+        return ReviewStore(dsn or get_settings().pg_dsn("rights"))
     except psycopg.Error as exc:
         fail(f"review queue unavailable: {type(exc).__name__}")
 

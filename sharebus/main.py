@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "retention",
     "auth",
     "linkage",
+    "db",
 ]
 
 app = typer.Typer(

@@ -24,7 +24,8 @@ def reidentify(
 ) -> None:
     """Print the identifiers the requester's own partner sent for TOKEN; every request is audited."""
     try:
-        found = Vault(dsn or get_settings().postgres_dsn).reidentify(token, requester, partner, justification)
+        vault = Vault(dsn or get_settings().pg_dsn("rights"))
+        found = vault.reidentify(token, requester, partner, justification)
     except ReidentificationRefused as exc:
         fail(str(exc), code=2)
     except psycopg.Error as exc:

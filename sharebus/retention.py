@@ -34,12 +34,12 @@ def purge_command(
     try:
         catalogue = load_catalogue(settings.schemas_dir)
         agreements = load_agreements(settings.agreements_dir, catalogue)
-        RightsStore(settings.postgres_dsn).close()  # creates `retention_purged` when missing
+        RightsStore(settings.pg_dsn("rights")).close()  # creates `retention_purged` when missing
         producer = DeliveringProducer(settings.kafka_config())
         keyring = load_keyring(settings)
         view_tokens = ViewTokens(keyring, settings.linkage_key_id or keyring.ids[0])
         report = purge(
-            settings.postgres_dsn,
+            settings.pg_dsn("rights"),
             agreements,
             catalogue,
             lambda outputs: producer.send_all(outputs, deadline_s=120),

@@ -49,8 +49,8 @@ def subject_access(
         catalogue = load_catalogue(settings.schemas_dir)
         catalogue.partner(partner)
         keyring = load_keyring(settings)
-        with AuditStore(settings.postgres_dsn) as ledger:
-            store = RightsStore(settings.postgres_dsn)
+        with AuditStore(settings.pg_dsn("rights")) as ledger:
+            store = RightsStore(settings.pg_dsn("rights"))
             report: dict[str, Any] = build_report(
                 partner,
                 identifiers,
@@ -58,7 +58,7 @@ def subject_access(
                 agreements=load_agreements(settings.agreements_dir, catalogue),
                 keyring=keyring,
                 linkage_kid=linkage_key_id(settings, keyring),
-                links=LinkIndex(settings.postgres_dsn),
+                links=LinkIndex(settings.pg_dsn("rights")),
                 ledger=ledger,
                 store=store,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -26,3 +27,17 @@ def ensure_database(dsn: str) -> None:
         raise ConfigurationError(
             f"PostgreSQL at {parts.hostname}:{parts.port} is not reachable: {exc}"
         ) from exc
+
+
+# The schema `sharebus db init` makes (streams.pg_roles); its presence means the roles are in place.
+MANAGED_SCHEMA = "sharingbus_vault"
+
+
+def managed(conn: psycopg.Connection[Any]) -> bool:
+    """True when `sharebus db init` owns the tables: components then create nothing themselves.
+
+    Their login roles may not create tables (least privilege), and `db init` applies the same DDL
+    as the tables' owner, so a component's create-if-missing on connect is skipped, not failed.
+    """
+    row = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (MANAGED_SCHEMA,)).fetchone()
+    return bool(row and row[0])

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     schema_registry_username: str | None = Field(None, description="Registry basic-auth user")
     schema_registry_password: SecretStr | None = Field(None, description="Registry basic-auth password")
     postgres_dsn: str = Field("postgresql://127.0.0.1:5432/sharingbus", description="PostgreSQL DSN")
+    # One login role per worker role (`sharebus db init`, streams.pg_roles); unset: SHARINGBUS_POSTGRES_DSN.
+    postgres_dsn_enforcer: str | None = Field(None, description="DSN of the enforcer's database role")
+    postgres_dsn_audit: str | None = Field(None, description="DSN of the audit sink's database role")
+    postgres_dsn_linker: str | None = Field(None, description="DSN of the linker's database role")
+    postgres_dsn_views: str | None = Field(None, description="DSN of the views sink's database role")
+    postgres_dsn_rights: str | None = Field(
+        None, description="DSN of the rights service and command line (vault, re-identification)"
+    )
+    postgres_dsn_analyst: str | None = Field(None, description="DSN of the read-only analysts' role")
     keyring_path: Path = Field(ROOT / "var" / "keyring.json", description="Key ring file (JSON)")
     keys: SecretStr | None = Field(
         None, description='Master keys "k1:<base64>,k2:<base64>" (e.g. injected from a KMS); else the file'
@@ -136,7 +145,17 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "auth_jwks_url", "auth_public_key_path", "auth_local_key_path", "identity_token", mode="before"
+        "auth_jwks_url",
+        "auth_public_key_path",
+        "auth_local_key_path",
+        "identity_token",
+        "postgres_dsn_enforcer",
+        "postgres_dsn_audit",
+        "postgres_dsn_linker",
+        "postgres_dsn_views",
+        "postgres_dsn_rights",
+        "postgres_dsn_analyst",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -159,6 +178,11 @@ class Settings(BaseSettings):
         if self.consumer_heartbeat_ms >= self.consumer_session_timeout_ms:
             raise ValueError("consumer_heartbeat_ms must be below consumer_session_timeout_ms")
         return self
+
+    def pg_dsn(self, role: str) -> str:
+        """The DSN a database role connects with (streams.pg_roles.DB_ROLES), else the shared one."""
+        dsn = getattr(self, f"postgres_dsn_{role}")
+        return str(dsn) if dsn else self.postgres_dsn
 
     @property
     def role_set(self) -> frozenset[str]:

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from streams.enforce.audit import DECISION_DEFAULTS, DECISION_REQUIRED, KIND_DECISION, OUTCOMES
 from streams.errors import SharingBusError, ValidationError
+from streams.pg import MANAGED_SCHEMA
 
 SCHEMA = """
 SELECT pg_advisory_xact_lock(hashtext('sharingbus.audit_decisions'));
@@ -181,8 +182,9 @@ class AuditStore:
                 raise AuditStoreError(f"PostgreSQL refused a statement: {_first_line(exc)}") from exc
 
     def ensure_schema(self) -> None:
-        """Create the table and indexes if missing (idempotent)."""
-        self._execute(SCHEMA)
+        """Create the table and indexes if missing (idempotent), unless `sharebus db init` owns them."""
+        if not self._execute("SELECT to_regnamespace(%s) IS NOT NULL", (MANAGED_SCHEMA,))[0][0]:
+            self._execute(SCHEMA)
 
     def write_many(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Insert decision records in one round trip; returns how many were new.

@@ -26,12 +26,13 @@ from psycopg.types.json import Jsonb
 
 from streams.errors import SharingBusError
 from streams.linkage.outcome import Review
+from streams.pg import managed
 
-__all__ = ["ReviewError", "ReviewRow", "ReviewStore", "decision_record"]
+__all__ = ["SCHEMA", "ReviewError", "ReviewRow", "ReviewStore", "decision_record"]
 
 MIN_REASON = 10
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS linkage_reviews (
     id text PRIMARY KEY,
     person_a text NOT NULL,
@@ -113,8 +114,9 @@ class ReviewStore:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         with self._connect() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('sharingbus.linkage_reviews'))")
-            conn.execute(_SCHEMA)  # type: ignore[arg-type]  # static SQL
+            if not managed(conn):  # else `sharebus db init` made them (this role may not)
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('sharingbus.linkage_reviews'))")
+                conn.execute(SCHEMA)  # type: ignore[arg-type]  # static SQL
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._dsn, connect_timeout=10)

@@ -36,11 +36,13 @@ import orjson
 import psycopg
 
 from streams.errors import SharingBusError
+from streams.pg import managed
 from streams.privacy.identifiers import SUBJECT_FIELDS
 
 __all__ = [
     "IDENTIFIER_FIELDS",
     "MIN_JUSTIFICATION",
+    "SCHEMA",
     "Identity",
     "ReidentificationRefused",
     "Vault",
@@ -53,7 +55,7 @@ IDENTIFIER_FIELDS = SUBJECT_FIELDS
 _REQUESTER = re.compile(r"(?P<partner>[a-z][a-z0-9_]*):(?P<person>\S.*)")
 Outcome = Literal["granted", "not_found", "refused"]
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS vault_subjects (
     token text NOT NULL,
     event_id text NOT NULL,
@@ -189,8 +191,10 @@ class Vault:
 
     def ensure_schema(self) -> None:
         with self._connect() as conn:
+            if managed(conn):  # `sharebus db init` made the tables; this role may not
+                return
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('sharingbus.vault'))")
-            conn.execute(_SCHEMA)  # type: ignore[arg-type]
+            conn.execute(SCHEMA)  # type: ignore[arg-type]
 
     # --- writers ----------------------------------------------------------------------------------
 
@@ -230,13 +234,17 @@ class Vault:
                     "COPY vault_incoming_subjects (token, partner, identifiers, event_id) FROM STDIN"
                 ) as copy:
                     copy.write("".join(lines))
+                # The count comes from the incoming rows, not RETURNING identifiers: the enforcer's
+                # role may write identifiers but never read them back (streams.pg_roles).
                 cur.execute(
                     "WITH new AS ("
                     " INSERT INTO vault_subjects (token, partner, identifiers, event_id)"
                     " SELECT token, partner, identifiers, event_id FROM vault_incoming_subjects"
-                    " ON CONFLICT DO NOTHING RETURNING identifiers)"
-                    " SELECT coalesce(sum((SELECT count(*) FROM jsonb_object_keys(identifiers))), 0)::int"
-                    " FROM new"
+                    " ON CONFLICT DO NOTHING RETURNING token, event_id, partner, digest)"
+                    " SELECT coalesce(sum((SELECT count(*) FROM jsonb_object_keys(i.identifiers))), 0)::int"
+                    " FROM new CROSS JOIN LATERAL (SELECT identifiers FROM vault_incoming_subjects v"
+                    "  WHERE (v.token, v.event_id, v.partner, md5(v.identifiers::text))"
+                    "      = (new.token, new.event_id, new.partner, new.digest) LIMIT 1) i"
                 )
                 row = cur.fetchone()
                 return int(row[0]) if row else 0

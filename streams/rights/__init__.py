@@ -46,7 +46,7 @@ def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> 
     from streams.rights.restrictions import Restrictions
     from streams.rights.store import RightsStore
 
-    dsn = settings.postgres_dsn
+    dsn = settings.pg_dsn("rights")
     ensure_database(dsn)
     store = RightsStore(dsn)
     vault = Vault(dsn)

@@ -24,9 +24,11 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-__all__ = ["Resolution", "RightsStore"]
+from streams.pg import managed
 
-_SCHEMA = """
+__all__ = ["SCHEMA", "Resolution", "RightsStore"]
+
+SCHEMA = """
 SELECT pg_advisory_xact_lock(hashtext('sharingbus.subject_rights'));
 CREATE TABLE IF NOT EXISTS subject_requests (
     request_id text PRIMARY KEY,
@@ -152,7 +154,8 @@ class RightsStore:
 
     def ensure_schema(self) -> None:
         with psycopg.connect(self._dsn, connect_timeout=10) as conn:
-            conn.execute(_SCHEMA)  # type: ignore[arg-type]  # static DDL
+            if not managed(conn):  # else `sharebus db init` made them (this role may not)
+                conn.execute(SCHEMA)  # type: ignore[arg-type]  # static DDL
 
     # --- requests ---------------------------------------------------------------------------------
 

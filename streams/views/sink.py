@@ -22,15 +22,16 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from streams.errors import SharingBusError
+from streams.pg import managed
 from streams.privacy.disclosure import SuppressedTable
 from streams.views.profiles import Profile
 from streams.views.snapshots import check_published
 
-__all__ = ["MARGIN", "ViewsSink"]
+__all__ = ["DDL", "MARGIN", "ViewsSink"]
 
 MARGIN = "ALL"
 
-_DDL = """
+DDL = """
 CREATE TABLE IF NOT EXISTS person_profiles (
     person_token text PRIMARY KEY,
     score double precision NOT NULL,
@@ -117,8 +118,9 @@ class ViewsSink:
             except psycopg.OperationalError as exc:
                 raise SharingBusError(f"views sink: cannot connect to PostgreSQL: {exc}".strip()) from None
             with conn.transaction():  # the lock serialises workers creating the tables at once
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('sharingbus.views_sink'))")
-                conn.execute(_DDL)
+                if not managed(conn):  # else `sharebus db init` made them (this role may not)
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext('sharingbus.views_sink'))")
+                    conn.execute(DDL)
             self._conn = conn
         return self._conn
 

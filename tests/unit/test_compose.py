@@ -33,8 +33,9 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def interpolate(value: str) -> str:
-    """Compose's `${VAR}` / `${VAR:-default}` with an empty environment."""
-    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", str(value))
+    """Compose's `${VAR}` / `${VAR:-default}` with an empty environment; `${VAR:?}` as `<VAR>`."""
+    value = re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: f"<{m.group(1)}>", str(value))
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -84,9 +85,14 @@ def test_bus_services_get_valid_settings(
         registry_host = settings.schema_registry_url.split("//", 1)[1].split(":")[0]
         assert registry_host in services, name
         pg = environment(services["postgres"])
-        assert settings.postgres_dsn == (
+        admin = (
             f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}"
         )
+        # Only `init` (sharebus db init) holds the administrator's DSN; workers their roles' own.
+        assert (settings.postgres_dsn == admin) == (name == "init"), name
+        own = {"enforcer": ("enforcer", "rights"), "agents": ("audit", "linker", "views")}
+        for role in own.get(name, ()):
+            assert settings.pg_dsn(role).startswith(f"postgresql://sharingbus_{role}:<PG_"), (name, role)
         assert settings.web_host == "0.0.0.0", "the web server must listen beyond loopback in a container"
         for key in env:
             monkeypatch.delenv(key)
@@ -195,3 +201,11 @@ def test_key_ring_reaches_only_the_enforcer_read_only(services: dict[str, dict[s
     assert f"keyring:{keyring_dir}" in services["init"]["volumes"]
     holders = {name for name, svc in services.items() if any("keyring" in v for v in svc.get("volumes", []))}
     assert holders == {"init", "enforcer"}
+
+
+def test_postgres_has_no_default_password_nor_public_port(services: dict[str, dict[str, Any]]) -> None:
+    text = COMPOSE_FILE.read_text()
+    assert not re.search(r"POSTGRES_PASSWORD:-", text), "the database administrator's default password"
+    assert environment(services["postgres"])["POSTGRES_PASSWORD"] == "<POSTGRES_PASSWORD>"
+    assert all(str(p).startswith("127.0.0.1:") for p in services["postgres"]["ports"])
+    assert not re.search(r"\$\{PG_\w+:-", text), "a database role with a default password"
