@@ -34,7 +34,9 @@ import pytest
 
 from streams import topics
 from streams.enforce.audit_store import AuditStore
+from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.identifiers import upn_check_letter
+from streams.privacy.keys import KeyRing
 from streams.publish.publisher import Publisher
 from streams.settings import ROOT, Settings
 from tests.support.stack import audit_records, decoded, header, sharebus, shared_event_ids, wait_until
@@ -61,6 +63,10 @@ event_types:
       exclusion_type: keep
       start_date: keep
       reason: keep
+views:
+  person_profile:
+    event_types:
+      education.exclusion:
 """
 EDUCATION_CSP = """
 id: education-to-reading-csp
@@ -186,8 +192,11 @@ def _rows(settings: Settings, sql: str, table: str) -> list[tuple[Any, ...]]:
 
 
 def person_tokens(settings: Settings, event_ids: set[str]) -> set[str]:
+    """The VRU's own tokens (its person view's keys) for the people these events are about."""
     rows = _rows(settings, "SELECT event_id, person_token FROM vault_links", "vault_links")
-    return {str(t) for e, t in rows if str(e) in event_ids}
+    keyring = KeyRing.load(settings.keyring_path)
+    tokens = ViewTokens(keyring, settings.linkage_key_id or keyring.ids[0])
+    return {tokens.token("vru_analysts", str(t)) for e, t in rows if str(e) in event_ids}
 
 
 def person_factors(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
