@@ -175,3 +175,24 @@ def test_db_init_command_lists_roles(db: Db) -> None:
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_worker_stores_run_as_their_roles(db: Db) -> None:
+    """The audit sink, the linker's review queue and the rights store work under their own roles."""
+    from streams.enforce.audit import AuditChain
+    from streams.enforce.audit_store import AuditStore, AuditStoreError
+    from streams.linkage.review import ReviewStore
+    from streams.rights.store import RightsStore
+    from tests.integration.test_audit_store import decide
+
+    init(db.admin, db.settings, db.owner)
+    chain = AuditChain("roles-test")
+    with AuditStore(db.dsn("audit")) as ledger:
+        ledger.ensure_schema()
+        assert ledger.write_many([decide(chain, "ev-1", "vru"), decide(chain, "ev-2", "vru")]) == 2
+    assert ReviewStore(db.dsn("linker")).pending() == []
+    RightsStore(db.dsn("rights")).close()
+    with AuditStore(db.dsn("analyst")) as analyst, pytest.raises(AuditStoreError):
+        analyst.write_many([decide(chain, "ev-3", "vru")])  # its search path holds no ledger
+    with psycopg.connect(db.dsn("analyst")) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("DELETE FROM sharingbus_ops.audit_decisions")
