@@ -181,12 +181,16 @@ def _candidates(grid: list[list[int]], hidden: set[Entry], entries: Iterable[Ent
 
 
 def _pair_lines(grid: list[list[int]], hidden: set[Entry], lines: list[list[Entry]]) -> None:
-    """No line may hold exactly one suppressed entry (it would equal the line's other values)."""
+    """No line may hold exactly one suppressed entry (it would equal the line's other values).
+
+    A suppressed zero alone in its line needs no partner: working it out gives 0, nobody.
+    """
     changed = True
     while changed:
         changed = False
         for line in lines:
-            if sum(e in hidden for e in line) == 1:
+            alone = [e for e in line if e in hidden]
+            if len(alone) == 1 and grid[alone[0][0]][alone[0][1]] > 0:
                 options = _candidates(grid, hidden, line)
                 if options:
                     hidden.add(options[0])
@@ -201,7 +205,11 @@ def _safe(grid: list[list[int]], hidden: set[Entry], e: Entry, floor: int, small
 
 
 def _first_exposed(grid: list[list[int]], hidden: set[Entry], floor: int, small: set[Entry]) -> Entry | None:
+    """The first suppressed count the published values would give away. A suppressed zero may be
+    worked out (that nobody is there says nothing about anyone); every other entry may not."""
     for e in sorted(hidden):
+        if grid[e[0]][e[1]] == 0:
+            continue
         if not _safe(grid, hidden, e, floor, small):
             return e
     return None

@@ -120,3 +120,14 @@ def test_an_attacker_learns_nothing_below_the_threshold_from_any_snapshot(grid: 
     published = snapshot(table, [f"f{j}" for j in range(len(grid[0]))], SnapshotPolicy())
     check_published(published)
     assert attack([Published.of("2026-W11", published.to_dict())], {"2026-W11": table}) == []
+
+
+def test_suppressed_zeros_alone_need_no_complement() -> None:
+    """Working a hidden zero out says nobody is there: it must not cost the published counts."""
+    cols = ["school_exclusion", "weapon_carrying", "gang_association"]
+    exact = snapshot({"RG1": {"school_exclusion": 3}}, cols, SnapshotPolicy(threshold=1, round_to=0))
+    assert exact.cells == ((3, None, None),) and exact.total == 3 and exact.col_totals == (3, None, None)
+    table = {"RG1": {"school_exclusion": 40}, "RG2": {"school_exclusion": 25, "weapon_carrying": 3}}
+    published = snapshot(table, cols, SnapshotPolicy())
+    assert published.cell("RG1", "school_exclusion") == 40  # its zeros are hidden, it stays shown
+    assert attack([Published.of("2026-W11", published.to_dict())], {"2026-W11": table}) == []
