@@ -65,13 +65,20 @@ class SnapshotFreezer:
                 table, columns = self.counts.table(week), self.columns()
                 published = await loop.run_in_executor(None, self.ledger.freeze, week, table, columns)
                 self.store.put(AREA_PARTITION, week, published.to_dict())
+            await self.store.confirm()  # also what `recovered` stored again
             if due:
-                await self.store.confirm()
                 self.emitter.mark_weeks(due)
         return due
 
     def recovered(self, items: Iterable[tuple[Any, Any]]) -> None:
-        """Reload the stored snapshots (table recovery); the owner emits each of them once more."""
+        """Reload the stored snapshots (table recovery); the owner emits each of them once more, and
+        stores again any week it froze that the recovered table lacks (a lost changelog tail)."""
+        items = list(items)
+        stored = {str(k) for k, v in items if v is not None}
         self.ledger.reload(((str(k), v) for k, v in items), self.clock())
         if self.owns_areas():
+            for week in self.ledger.weeks():
+                table = self.ledger.get(week)
+                if week not in stored and table is not None:
+                    self.store.put(AREA_PARTITION, week, table.to_dict())  # confirmed by the next tick
             self.emitter.mark_weeks(self.ledger.weeks())

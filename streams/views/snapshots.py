@@ -165,10 +165,12 @@ class SnapshotLedger:
     def reload(
         self, items: Iterable[tuple[str, Mapping[str, Any] | None]], now: datetime | None = None
     ) -> None:
-        """Replace the frozen weeks (table recovery). Every open week waits `quiet` again from `now`:
-        a worker that has just taken the counts over does not know when they last changed."""
-        self._frozen = {}
+        """Add the frozen weeks of a table recovery. A week this process froze stays frozen even if
+        the recovered table lacks it (a changelog tail lost in recovery must not publish it twice).
+        Every open week waits `quiet` again from `now`: a worker that has just taken the counts over
+        does not know when they last changed."""
         for week, doc in items:
-            self.load(week, doc)
+            if doc is not None:
+                self.load(week, doc)
         self._touched.clear()
         self._started = now or datetime.now(UTC)

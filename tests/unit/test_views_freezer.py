@@ -60,6 +60,7 @@ def test_only_the_owner_freezes_and_stores_before_marking() -> None:
     log: list[str] = []
     other, _ = _freezer(False, log)
     assert asyncio.run(other.tick()) == [] and log == []
+    log.clear()
     owner, store = _freezer(True, log)
     assert asyncio.run(owner.tick()) == ["2026-W11"]
     assert log == ["put 2026-W11", "confirmed", "marked ['2026-W11']"]
@@ -82,3 +83,13 @@ def test_the_cohort_of_several_workers_is_the_top_n_of_the_union() -> None:
     second = [{"person_token": "p.b", "score": 5.0}, {"person_token": "p.d", "score": 2.0}]
     assert [e["person_token"] for e in merge_cohorts([first, second], 3)] == ["p.a", "p.b", "p.c"]
     assert merge_cohorts([[], []], 5) == []
+
+
+def test_a_recovery_that_lost_a_frozen_week_cannot_publish_it_twice() -> None:
+    log: list[str] = []
+    owner, _ = _freezer(True, log)
+    asyncio.run(owner.tick())
+    log.clear()
+    owner.recovered([])  # the recovered table lacks the week this process froze
+    assert owner.ledger.weeks() == ["2026-W11"] and log == ["put 2026-W11", "marked ['2026-W11']"]
+    assert asyncio.run(owner.tick()) == []
