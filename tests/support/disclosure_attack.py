@@ -78,37 +78,47 @@ class Published:
 
 
 def from_area_records(records: Iterable[Mapping[str, Any]]) -> list[Published]:
-    """Every version of every week from `views.area_counts` values in topic order (None: deleted).
+    """Every version of every week from `views.area_counts` values in topic order.
 
-    A version is the attacker's view of a whole week after each record: the latest value of each
-    of its rows. Records are the decoded Avro values (`area`, `week`, `counts`, `total`, ...).
+    The rows of one publication arrive one by one, so a new row only completes the week; a record
+    that CHANGES a row already seen is a re-publication, and the week as it stood just before it is
+    a version. The last state of each week is a version too. Records are the decoded Avro values
+    (`area`, `week`, `counts`, `total`, ...).
     """
     latest: dict[str, dict[str, Mapping[str, Any]]] = {}
     versions: list[Published] = []
     for record in records:
-        week = record["week"]
-        latest.setdefault(week, {})[record["area"]] = record
-        rows = {a: r for a, r in latest[week].items() if a != "ALL"}
-        margin = latest[week].get("ALL")
-        if margin is None or not rows:
-            continue
-        cols = [c["factor"] for c in margin["counts"]]
-        areas = sorted(rows)
-        if any([c["factor"] for c in rows[a]["counts"]] != cols for a in areas):
-            continue  # a week part-way through being re-sent with other columns
-        doc = {
-            "rows": areas,
-            "cols": cols,
-            "cells": [[c["count"] for c in rows[a]["counts"]] for a in areas],
-            "row_totals": [rows[a]["total"] for a in areas],
-            "col_totals": [c["count"] for c in margin["counts"]],
-            "total": margin["total"],
-            "threshold": margin["threshold"],
-            "round_to": margin["round_to"],
-            "zeros_hidden": margin.get("zeros_hidden", margin["round_to"] > 0),
-        }
-        versions.append(Published.of(week, doc))
+        week, area = record["week"], record["area"]
+        seen = latest.setdefault(week, {})
+        if area in seen and seen[area] != record:
+            versions += _table(week, seen)
+        seen[area] = record
+    for week, rows in latest.items():
+        versions += _table(week, rows)
     return _distinct(versions)
+
+
+def _table(week: str, latest: Mapping[str, Mapping[str, Any]]) -> list[Published]:
+    rows = {a: r for a, r in latest.items() if a != "ALL"}
+    margin = latest.get("ALL")
+    if margin is None or not rows:
+        return []
+    cols = [c["factor"] for c in margin["counts"]]
+    areas = sorted(rows)
+    if any([c["factor"] for c in rows[a]["counts"]] != cols for a in areas):
+        return []  # a week part-way through being re-sent with other columns
+    doc = {
+        "rows": areas,
+        "cols": cols,
+        "cells": [[c["count"] for c in rows[a]["counts"]] for a in areas],
+        "row_totals": [rows[a]["total"] for a in areas],
+        "col_totals": [c["count"] for c in margin["counts"]],
+        "total": margin["total"],
+        "threshold": margin["threshold"],
+        "round_to": margin["round_to"],
+        "zeros_hidden": margin.get("zeros_hidden", False),
+    }
+    return [Published.of(week, doc)]
 
 
 def _distinct(versions: Sequence[Published]) -> list[Published]:
