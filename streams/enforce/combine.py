@@ -167,6 +167,12 @@ class Combiner:
             )
 
 
+def is_combination(record: Mapping[str, Any]) -> bool:
+    """A ledger record about combining an event into a view (recipient `<view>:<id>`), not a release."""
+    view, sep, _ = str(record.get("recipient", "")).partition(":")
+    return bool(sep) and view in (PERSON_VIEW, AREA_VIEW)
+
+
 def _record(
     base: Mapping[str, Any],
     recipient: str,
