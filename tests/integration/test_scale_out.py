@@ -48,6 +48,7 @@ from streams.agreements import PlanWatcher
 from streams.avro.catalogue import load_catalogue
 from streams.deadletter import Output, RawRecord
 from streams.enforce.audit import AuditChain, audit_partition
+from streams.enforce.combine import is_combination
 from streams.enforce.engine import Enforcer
 from streams.enforce.link_facts import make_link_facts
 from streams.kafka.admin import partition_counts
@@ -251,6 +252,8 @@ def reference_enforcement(settings: Settings) -> Reference:
             )
         elif out.topic == topics.AUDIT_DECISIONS:
             body = _body(out.value)
+            if is_combination(body):
+                continue  # like wait_decided and stored_decisions: release decisions only
             assert (body["event_id"], body["recipient"]) not in ref.decisions
             ref.decisions[(body["event_id"], body["recipient"])] = body
         elif out.topic == topics.LINK_IDENTIFIERS:
