@@ -101,6 +101,8 @@ def scale_out_loop(runs: int, timeout: int, log_dir: Path) -> int:
             "-m",
             "pytest",
             SCALE_OUT,
+            "-m",
+            "open_bug",
             "-q",
             "-s",
             "-p",
