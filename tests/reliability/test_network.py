@@ -105,6 +105,7 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Stack, TcpProxy]]:
             tansu.stop()
 
 
+@pytest.mark.open_bug
 def test_worker_survives_a_network_cut_and_catches_up(proxied: tuple[Stack, TcpProxy], sizes: Sizes) -> None:
     stack, proxy = proxied
     settings = stack.settings
