@@ -71,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield Served(s.url, issuer)
 
 
-def _refused(response: httpx.Response, reason: str) -> None:
+def assert_refused(response: httpx.Response, reason: str) -> None:
     assert response.status_code == 401, response.text
     assert response.json() == {"error": reason}
     assert response.headers["WWW-Authenticate"].startswith('Bearer realm="sharingbus"')
@@ -80,7 +80,7 @@ def _refused(response: httpx.Response, reason: str) -> None:
 
 def test_a_spoofed_tier_header_gets_nothing(server: Served) -> None:
     for path in ("/api/cohort", f"/api/persons/{TOP}", "/api/health", "/dashboard"):
-        _refused(
+        assert_refused(
             server.get(path, **{"X-SharingBus-Tier": "individual"}),
             "no credentials: send Authorization: Bearer <token>",
         )
@@ -90,27 +90,31 @@ def test_a_spoofed_tier_header_gets_nothing(server: Served) -> None:
 
 
 def test_no_token_and_a_malformed_header(server: Served) -> None:
-    _refused(server.get("/api/factors"), "no credentials: send Authorization: Bearer <token>")
-    _refused(
+    assert_refused(server.get("/api/factors"), "no credentials: send Authorization: Bearer <token>")
+    assert_refused(
         server.get("/api/factors", Authorization="Basic dXNlcjpwYXNz"),
         "Authorization must be: Bearer <token>",
     )
-    _refused(server.get("/api/factors", "not-a-jwt"), "malformed token")
+    assert_refused(server.get("/api/factors", "not-a-jwt"), "malformed token")
 
 
 def test_expired_token(server: Served) -> None:
     old = LocalIssuer(
         server.issuer._key, issuer="sharingbus-local", audience="sharingbus", clock=lambda: time.time() - 7200
     )
-    _refused(server.get("/api/factors", old.mint("a", recipient="reading_csp", tier="area")), "token expired")
+    assert_refused(
+        server.get("/api/factors", old.mint("a", recipient="reading_csp", tier="area")), "token expired"
+    )
 
 
 def test_wrong_issuer_and_wrong_audience(server: Served) -> None:
     key = server.issuer._key
     evil = LocalIssuer(key, issuer="https://evil.example", audience="sharingbus")
-    _refused(server.get("/api/factors", evil.mint("a", recipient="reading_csp", tier="area")), "wrong issuer")
+    assert_refused(
+        server.get("/api/factors", evil.mint("a", recipient="reading_csp", tier="area")), "wrong issuer"
+    )
     other = LocalIssuer(key, issuer="sharingbus-local", audience="another-service")
-    _refused(
+    assert_refused(
         server.get("/api/factors", other.mint("a", recipient="reading_csp", tier="area")), "wrong audience"
     )
 
@@ -123,7 +127,7 @@ def test_bad_signature(server: Served) -> None:
         algorithm="ES256",
         headers={"kid": server.issuer.kid},
     )
-    _refused(server.get(f"/api/persons/{TOP}", forged), "bad signature")
+    assert_refused(server.get(f"/api/persons/{TOP}", forged), "bad signature")
 
 
 def test_recipient_a_cannot_read_recipient_bs_person_view(server: Served) -> None:
@@ -137,11 +141,13 @@ def test_recipient_a_cannot_read_recipient_bs_person_view(server: Served) -> Non
     assert server.get(f"/api/persons/{TOP}", b).json()["recipient"] == PERSON_VIEW_RECIPIENT
     assert server.get("/api/cohort", b).json()["cohort"][0]["person_token"] == TOP
     # a token may not claim a tier above its recipient's cap, nor a recipient nobody listed
-    _refused(
+    assert_refused(
         server.get("/api/cohort", server.mint("reading_csp", "individual")),
         "tier individual exceeds recipient reading_csp's cap (area)",
     )
-    _refused(server.get("/api/cohort", server.mint("made_up", "individual")), "unknown recipient 'made_up'")
+    assert_refused(
+        server.get("/api/cohort", server.mint("made_up", "individual")), "unknown recipient 'made_up'"
+    )
 
 
 def test_host_not_allowed(server: Served) -> None:
