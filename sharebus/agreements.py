@@ -14,6 +14,7 @@ from rich.table import Table
 from sharebus.common import fail
 from streams.agreements import check_agreements, compile_plans, explain, load_agreements
 from streams.agreements.explain import Explanation, coerce_event, jsonable
+from streams.avro import paths
 from streams.avro.catalogue import load_catalogue
 from streams.errors import SharingBusError
 from streams.privacy.areas import AreaLookup
@@ -140,13 +141,7 @@ def _print(explanation: Explanation) -> None:
 
 def _values_at(output: Any, path: str) -> str:
     """The released value(s) at `path` as text (arrays give one value per element)."""
-    values = [output]
-    for seg in path.split("."):
-        name, many = (seg[:-2], True) if seg.endswith("[]") else (seg, False)
-        values = [v.get(name) if isinstance(v, dict) else None for v in values]
-        if many:
-            values = [item for v in values for item in (v or [])]
-    shown = [json.dumps(jsonable(v)) for v in values]
+    shown = [json.dumps(jsonable(v)) for v in paths.values(output, path)]
     return ", ".join(shown)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from streams.agreements.model import Condition
 from streams.agreements.selection import Problem, is_date_of_birth
 from streams.agreements.tree import Node
+from streams.avro import paths
 from streams.errors import ValidationError
 from streams.privacy.identifiers import normalise_dob
 from streams.privacy.operators.age_band import event_date
@@ -24,9 +25,7 @@ __all__ = ["Check", "check_conditions", "compile_conditions"]
 
 Check = Callable[[Mapping[str, Any]], str | None]  # event -> None (passes) or the denial reason
 Test = Callable[[Any, Mapping[str, Any]], bool]  # (value, event) -> passes
-Getter = Callable[[Mapping[str, Any]], Any]
 
-_EMPTY: Mapping[str, Any] = {}
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "boolean": (bool,),
@@ -124,9 +123,9 @@ def _passes(cond: Condition) -> Callable[[Mapping[str, Any]], bool]:
         return lambda event: any(p(event) for p in subs)
     path, test = str(cond.field), _test(cond)
     if "[]" not in path:
-        get = _scalar_getter(path)
+        get = paths.getter(path)
         return lambda event: test(get(event), event)
-    get_all = _array_getter(path)
+    get_all = paths.fanout(path)
     if cond.test == "not_in":
         return lambda event: all(test(v, event) for v in get_all(event))
     return lambda event: any(test(v, event) for v in get_all(event))
@@ -155,37 +154,3 @@ def _test(cond: Condition) -> Test:
         return on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day)) < limit
 
     return age_under
-
-
-def _scalar_getter(path: str) -> Getter:
-    names = path.split(".")
-    if len(names) == 1:
-        (a,) = names
-        return lambda event: event.get(a)
-    if len(names) == 2:
-        a, b = names
-        return lambda event: (event.get(a) or _EMPTY).get(b)
-
-    def get(event: Mapping[str, Any]) -> Any:
-        node: Any = event
-        for name in names:
-            node = (node or _EMPTY).get(name)
-        return node
-
-    return get
-
-
-def _array_getter(path: str) -> Callable[[Mapping[str, Any]], list[Any]]:
-    segments = path.split(".")
-
-    def get_all(event: Mapping[str, Any]) -> list[Any]:
-        values: list[Any] = [event]
-        for seg in segments:
-            if seg.endswith("[]"):
-                name = seg[:-2]
-                values = [item for v in values if v is not None for item in (v.get(name) or ())]
-            else:
-                values = [v.get(seg) for v in values if v is not None]
-        return values
-
-    return get_all

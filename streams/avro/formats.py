@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from streams.avro import paths
+
 if TYPE_CHECKING:
     from streams.avro.catalogue import EventType
 
@@ -94,12 +96,14 @@ Checker = Callable[[Mapping[str, Any]], list[tuple[str, str]]]
 def event_checker(formatted: Mapping[str, str]) -> Checker:
     """A function listing (path, reason) for every value of `formatted` (path -> format name) that
     does not match; paths are dotted, `[]` for arrays of records, as the catalogue writes them."""
-    checks = [(path, path.split("."), FORMATS[name]) for path, name in formatted.items()]
+    checks = [(path, paths.fanout(path), FORMATS[name]) for path, name in formatted.items()]
 
     def check(event: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
-        for path, parts, fmt in checks:
-            for value in _values(event, parts):
+        for path, values_at, fmt in checks:
+            for value in values_at(event):
+                if value is None:  # a missing optional value has no format to match
+                    continue
                 if not isinstance(value, str) or not fmt.valid(value):
                     problems.append((path, f"not {fmt.description} (e.g. {fmt.example})"))
                     break
@@ -112,16 +116,3 @@ def event_checker(formatted: Mapping[str, str]) -> Checker:
 def checker_for(event_type: EventType) -> Checker:
     """The checker of one event type's formatted fields (built once per loaded event type)."""
     return event_checker(event_type.formatted)
-
-
-def _values(node: Any, parts: list[str]) -> list[Any]:
-    """Every non-null value at `parts` below `node` (arrays of records fan out)."""
-    if not parts:
-        return [] if node is None else [node]
-    if not isinstance(node, Mapping):
-        return []
-    head, rest = parts[0], parts[1:]
-    if head.endswith("[]"):
-        items = node.get(head[:-2])
-        return [v for item in (items if isinstance(items, list) else ()) for v in _values(item, rest)]
-    return _values(node.get(head), rest)

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from streams.avro import paths
+
 __all__ = ["Leak", "LeakScanner", "ScanReport", "Secrets", "mask", "scan_topics"]
 
 _MONTHS = {
@@ -268,7 +270,7 @@ class Secrets:
             if "pii:free_text" in tags or (
                 "pii:direct" in tags and not any(t.startswith("identifier:") for t in tags)
             ):
-                for value in _at_path(event, path.split(".")):
+                for value in paths.values(event, path):
                     if isinstance(value, str):
                         if "pii:free_text" in tags:
                             self.add_free_text(value)
@@ -302,21 +304,6 @@ def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
     elif isinstance(node, list | tuple):
         for item in node:
             yield from _walk(item)
-
-
-def _at_path(node: Any, parts: Sequence[str]) -> Iterator[Any]:
-    if not parts:
-        yield node
-        return
-    if not isinstance(node, Mapping):
-        return
-    head, rest = parts[0], parts[1:]
-    if head.endswith("[]"):
-        items = node.get(head[:-2])
-        for item in items if isinstance(items, list) else ():
-            yield from _at_path(item, rest)
-    else:
-        yield from _at_path(node.get(head), rest)
 
 
 def _jsonable(value: Any) -> Any:

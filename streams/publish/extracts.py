@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import yaml
 
+from streams.avro import paths
 from streams.avro.catalogue import EventType
 from streams.errors import ConfigurationError, ValidationError
 from streams.publish.publisher import DeliveryError, EventInvalid, Publisher
@@ -88,9 +89,7 @@ def flatten(
     """The CSV row for `event` (the inverse of reading): dotted columns, arrays joined with `;`."""
     row = {}
     for column in columns:
-        value: Any = event
-        for part in column.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
+        value = paths.getter(column)(event)
         if value is None:
             row[column] = ""
         elif fmt is not None:

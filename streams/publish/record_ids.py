@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from streams.avro import paths
 from streams.avro.catalogue import EventType
 from streams.errors import ConfigurationError
 
@@ -43,9 +44,7 @@ def key_values(event_type: EventType, record: Mapping[str, Any]) -> list[tuple[s
     """(path, canonical value) per record key field of `record`; None if any is empty."""
     out: list[tuple[str, Any]] = []
     for path in event_type.record_key:
-        value: Any = record
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
+        value = paths.getter(path)(record)
         canonical = _canonical(value, any(t.startswith("identifier:") for t in event_type.fields[path].tags))
         if canonical is None:
             return None

@@ -8,18 +8,16 @@ The corrected event goes through the same preparation as a freshly published one
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from streams.avro import paths
 from streams.avro.catalogue import Catalogue
 from streams.errors import ValidationError
 from streams.publish.publisher import EventInvalid, prepare_event
 from streams.rights.model import RequestRefused, check_path
 
 __all__ = ["apply_corrections", "merge_corrections"]
-
-_PART = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?$")
 
 
 def merge_corrections(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -32,32 +30,6 @@ def merge_corrections(layers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for layer in layers:
         merged.update(layer)
     return merged
-
-
-def _set(node: Any, path: str, value: Any) -> None:
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        m = _PART.match(part)
-        if m is None:
-            raise RequestRefused(f"correction path {path[:80]!r} is not a dotted field path")
-        name, index, last = m.group("name"), m.group("index"), i == len(parts) - 1
-        if not isinstance(node, dict):
-            raise RequestRefused(f"correction path {path[:80]!r} goes through a value, not a record")
-        if index is None:
-            if last:
-                node[name] = value
-                return
-            if node.get(name) is None:
-                node[name] = {}  # e.g. correcting subject.upn of an event that had no subject
-            node = node[name]
-            continue
-        items = node.get(name)
-        if not isinstance(items, list) or int(index) >= len(items):
-            raise RequestRefused(f"correction path {path[:80]!r}: no item {index} in {name}")
-        if last:
-            items[int(index)] = value
-            return
-        node = items[int(index)]
 
 
 def apply_corrections(
@@ -73,7 +45,10 @@ def apply_corrections(
     for path, value in corrections.items():
         if check_path(path) not in fields:
             raise RequestRefused(f"{event_type} has no field {path[:80]!r}")
-        _set(corrected, path, value)
+        try:
+            paths.assign(corrected, path, value)
+        except paths.PathError as exc:
+            raise RequestRefused(f"correction path {exc}") from None
     try:
         return prepare_event(catalogue, partner, event_type, corrected)
     except EventInvalid as exc:

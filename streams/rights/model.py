@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from streams.avro import paths
 from streams.errors import SharingBusError
 from streams.privacy.identifiers import SUBJECT_FIELDS
 
@@ -44,7 +45,6 @@ HEADER_CORRECTS = "sharingbus.corrects"
 HEADER_REQUEST_ID = "sharingbus.request_id"
 IDENTIFIER_KINDS = SUBJECT_FIELDS
 _REQUESTER = re.compile(r"(?P<partner>[a-z][a-z0-9_]*):(?P<person>\S.*)")
-_INDEX = re.compile(r"\[\d+\]")
 
 
 class RequestRefused(SharingBusError):
@@ -84,7 +84,7 @@ def check_path(path: str) -> str:
         raise RequestRefused(f"correction path {path[:80]!r} is not a dotted field path")
     if path == "envelope" or path.startswith("envelope."):
         raise RequestRefused("the envelope (event id, type, partner, times) cannot be corrected")
-    return _INDEX.sub("[]", path)
+    return paths.catalogue_form(path)
 
 
 def parse_request(partner: str, event: Mapping[str, Any]) -> SubjectRequest:

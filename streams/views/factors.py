@@ -22,6 +22,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from streams.avro import paths
 from streams.avro.catalogue import PRIMITIVES, Catalogue, EventType, load_catalogue
 from streams.errors import ConfigurationError
 from streams.privacy.identifiers import InvalidIdentifier, postcode_district
@@ -91,7 +92,6 @@ class Fact(NamedTuple):
     district: str | None
 
 
-Getter = Callable[[Any], Any]
 Predicate = Callable[[Mapping[str, Any], Mapping[str, Any] | None], bool]
 
 
@@ -266,17 +266,6 @@ def _combine(all_of: list[Predicate], any_of: list[Predicate]) -> Predicate:
     return test
 
 
-def _getter(parts: list[str]) -> Getter:
-    def get(obj: Any) -> Any:
-        for part in parts:
-            if type(obj) is not dict and not isinstance(obj, Mapping):  # dict first: ABC checks are slow
-                return None
-            obj = obj.get(part)
-        return obj
-
-    return get
-
-
 def _condition(where: str, et: EventType, people: str | None, path: str, spec: ConditionSpec) -> Predicate:
     info = et.fields.get(path)
     if info is None:
@@ -284,7 +273,7 @@ def _condition(where: str, et: EventType, people: str | None, path: str, spec: C
     per_person = people is not None and path.startswith(f"{people}[].")
     if "[]" in path and not per_person:
         raise ConfigurationError(f"{where}: only the people array ({people}[]) can be matched per item")
-    get = _getter(path[len(f"{people}[].") :].split(".") if per_person else path.split("."))
+    get = paths.getter(path[len(f"{people}[].") :] if per_person else path)
     test = _value_test(where, et, info.avro_type, spec)
     if per_person:
         return lambda _event, item: item is not None and test(get(item))

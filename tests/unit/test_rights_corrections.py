@@ -63,14 +63,40 @@ def test_a_missing_record_on_the_path_is_created(catalogue: Catalogue) -> None:
     assert corrected["location"]["lsoa_code"] == "E01016001"
 
 
-def test_array_items_are_corrected_by_index(catalogue: Catalogue) -> None:
-    event = {"people": [{"subject": {"upn": "A"}}, {"subject": {"upn": "B"}}]}
-    from streams.rights import corrections as module
+def _crime(catalogue: Catalogue) -> dict[str, Any]:
+    from streams.publish.publisher import prepare_event
 
-    module._set(event, "people[1].subject.upn", "C")
-    assert [p["subject"]["upn"] for p in event["people"]] == ["A", "C"]
-    with pytest.raises(RequestRefused, match="no item 5"):
-        module._set(event, "people[5].subject.upn", "D")
+    person = {"given_name": "Sam", "family_name": "Lee", "date_of_birth": date(2009, 1, 2)}
+    return prepare_event(
+        catalogue,
+        "thames_valley_police",
+        "police.crime_recorded",
+        {
+            "envelope": {"event_id": str(uuid.uuid4()), "occurred_at": datetime(2026, 3, 2, tzinfo=UTC)},
+            "crime_reference": "43/1234/26",
+            "offence_code": "8/1",
+            "crime_category": "ROBBERY",
+            "knife_or_sharp_instrument": False,
+            "firearm": False,
+            "domestic_abuse": False,
+            "people": [
+                {"role": "VICTIM", "subject": {**person, "pnc_id": "2009/0000001A"}},
+                {"role": "SUSPECT", "subject": {**person, "given_name": "Alex"}},
+            ],
+        },
+    )
+
+
+def test_array_items_are_corrected_by_index(catalogue: Catalogue) -> None:
+    original = _crime(catalogue)
+    corrected = apply_corrections(
+        catalogue, "thames_valley_police", "police.crime_recorded", original, {"people[1].role": "witness"}
+    )
+    assert [p["role"] for p in corrected["people"]] == ["VICTIM", "WITNESS"]
+    with pytest.raises(RequestRefused, match="no item 5 in people"):
+        apply_corrections(
+            catalogue, "thames_valley_police", "police.crime_recorded", original, {"people[5].role": "victim"}
+        )
 
 
 @pytest.mark.parametrize(

@@ -13,29 +13,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from streams.avro import paths
+from streams.avro.paths import SCALAR_PATH
 from streams.errors import ConfigurationError, ValidationError
 from streams.privacy.operators.base import BindContext, Operator, OperatorParams, Transform, avro_kind
-
-_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
 class AreaLookupParams(OperatorParams):
     source: Literal["postcode", "latlon"]
-    latitude: str = Field("location.latitude", pattern=_PATH)
-    longitude: str = Field("location.longitude", pattern=_PATH)
+    latitude: str = Field("location.latitude", pattern=SCALAR_PATH)
+    longitude: str = Field("location.longitude", pattern=SCALAR_PATH)
     max_km: float = Field(10.0, gt=0)
-
-
-def _getter(path: str) -> Any:
-    keys = path.split(".")
-
-    def get(event: Mapping[str, Any]) -> Any:
-        node: Any = event
-        for k in keys:
-            node = node.get(k) if isinstance(node, Mapping) else None
-        return node
-
-    return get
 
 
 class AreaLookupOp(Operator[AreaLookupParams]):
@@ -61,7 +49,7 @@ class AreaLookupOp(Operator[AreaLookupParams]):
                 return code
 
             return by_postcode
-        lat_of, lon_of, max_km = _getter(params.latitude), _getter(params.longitude), params.max_km
+        lat_of, lon_of, max_km = paths.getter(params.latitude), paths.getter(params.longitude), params.max_km
 
         def by_point(value: Any, event: Mapping[str, Any]) -> str:
             lat, lon = lat_of(event), lon_of(event)
