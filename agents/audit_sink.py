@@ -32,6 +32,7 @@ from streams.enforce.audit_store import AuditStore, AuditStoreError, AuditStoreU
 from streams.errors import ValidationError
 from streams.kafka.producer import DeliveringProducer
 from streams.kafka.reader import read_to_end
+from streams.pg import retry_while_down
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,20 +113,21 @@ class AuditSink:
 
     def _retrying(self, write: Callable[[], int]) -> int:
         """Run `write` until PostgreSQL answers; AuditStoreError (bad data) passes through."""
-        delay = self.backoff
-        while True:
-            try:
-                if not self._schema_ready:
-                    self.store.ensure_schema()
-                    self._schema_ready = True
-                return int(write())
-            except AuditStoreUnavailable as exc:
-                if self.stopping.is_set():
-                    raise
-                log.warning("audit store unavailable, retrying in %.1fs: %s", delay, exc)
-                if self.stopping.wait(delay):
-                    raise
-                delay = min(delay * 2, self.max_backoff)
+
+        def attempt() -> int:
+            if not self._schema_ready:
+                self.store.ensure_schema()
+                self._schema_ready = True
+            return int(write())
+
+        return retry_while_down(
+            attempt,
+            what="audit store",
+            unavailable=(AuditStoreUnavailable,),
+            backoff=self.backoff,
+            max_backoff=self.max_backoff,
+            stopping=self.stopping,
+        )
 
 
 def reload_from_topic(

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 from streams.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def ensure_database(dsn: str) -> None:
@@ -41,3 +49,41 @@ def managed(conn: psycopg.Connection[Any]) -> bool:
     """
     row = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (MANAGED_SCHEMA,)).fetchone()
     return bool(row and row[0])
+
+
+def retry_while_down(
+    call: Callable[[], T],
+    *,
+    what: str,
+    unavailable: tuple[type[BaseException], ...] = (psycopg.OperationalError,),
+    backoff: float = 1.0,
+    max_backoff: float = 10.0,
+    stopping: threading.Event | None = None,
+) -> T:
+    """`call()`, repeated with a doubling pause while it raises one of `unavailable` (PostgreSQL down).
+
+    A stage whose writes must not go missing blocks here instead of dropping them: lag grows and
+    nothing is lost. Any other error passes straight through, because waiting does not mend bad data.
+    Once `stopping` is set the wait ends and the last error is raised, so a shutdown never hangs.
+    """
+    delay, attempt = backoff, 0
+    while True:
+        try:
+            return call()
+        except unavailable as exc:
+            attempt += 1
+            if stopping is not None and stopping.is_set():
+                raise
+            first = str(exc).strip().splitlines()[:1]
+            log.warning(
+                "%s: PostgreSQL unavailable (attempt %d), retrying in %.1fs: %s",
+                what,
+                attempt,
+                delay,
+                first[0] if first else type(exc).__name__,
+            )
+            if stopping is None:
+                time.sleep(delay)
+            elif stopping.wait(delay):
+                raise
+            delay = min(delay * 2, max_backoff)

@@ -7,25 +7,20 @@ raw identifiers never do.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import psycopg
-
 from streams import metrics
 from streams.avro.catalogue import Catalogue
 from streams.linkage.tokens import linkage_tokens, primary_token
+from streams.pg import retry_while_down
 from streams.privacy.identifiers import SUBJECT_FIELDS
 from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault, copy_prefix
 from streams.settings import Settings
 from streams.views.factors import load_factors
-
-log = logging.getLogger(__name__)
 
 _IDENTITY_FIELDS = SUBJECT_FIELDS
 
@@ -88,15 +83,8 @@ class VaultBuffer:
         """Write `rows`, retrying while PostgreSQL is unavailable; other errors raise."""
         if self.vault is None or not rows:
             return
-        attempt = 0
-        while True:
-            try:
-                self.vault.record_prepared(rows)
-                return
-            except psycopg.OperationalError as exc:  # PostgreSQL unavailable: wait; anything else raises
-                attempt += 1
-                log.warning("vault write failed (attempt %d): %s", attempt, type(exc).__name__)
-                time.sleep(min(10.0, backoff * attempt))
+        vault = self.vault
+        retry_while_down(lambda: vault.record_prepared(rows), what="vault write", backoff=backoff)
 
     def discard(self) -> None:
         self.rows = []
