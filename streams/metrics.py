@@ -96,7 +96,7 @@ END_TO_END_LATENCY = Histogram(
 )
 PROCESSING_TIME = Histogram(
     "sharingbus_processing_seconds",
-    "Seconds one stage spent on one event (decode, plan, produce, link, view, sink).",
+    "Seconds one stage spent on one event (stage: enforcer, link or view).",
     ["stage"],
     buckets=PROCESSING_BUCKETS,
 )

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,15 +106,22 @@ TEST_SESSION = {"consumer_session_timeout_ms": 4000, "consumer_heartbeat_ms": 50
 
 
 def start_worker(
-    settings: Settings, log_dir: Path, *, wait: bool = True, name: str = "worker"
+    settings: Settings,
+    log_dir: Path,
+    *,
+    wait: bool = True,
+    name: str = "worker",
+    env: Mapping[str, str] | None = None,
 ) -> WorkerProcess:
-    """`sharebus worker` with the given settings (on a free web port) in a child process."""
+    """`sharebus worker` with the given settings (on a free web port) in a child process; `env`
+    adds variables that are not settings (PROMETHEUS_MULTIPROC_DIR)."""
     port = free_port()
     settings = settings.model_copy(update={"web_port": port, **TEST_SESSION})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
-    env.update(settings.to_env())
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
+    child_env.update(settings.to_env())
+    child_env.update(env or {})
+    child_env["PYTHONUNBUFFERED"] = "1"
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), child_env.get("PYTHONPATH")) if p)
     LocalIssuer.from_settings(settings)  # the issuer key exists before the worker reads it
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
@@ -123,7 +130,7 @@ def start_worker(
             [sys.executable, "-m", "sharebus.main", "worker"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=child_env,
             start_new_session=True,
         )
     worker = WorkerProcess(

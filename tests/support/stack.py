@@ -141,8 +141,10 @@ class Stack:
     def ensure_topics(self) -> None:
         ensure_topics(self.settings, bus_topics(self.settings, self.catalogue, self.planset()))
 
-    def start_worker(self, name: str = "worker", *, wait: bool = True) -> WorkerProcess:
-        worker = start_worker(self.settings, self.root / "logs", wait=False, name=name)
+    def start_worker(
+        self, name: str = "worker", *, wait: bool = True, env: Mapping[str, str] | None = None
+    ) -> WorkerProcess:
+        worker = start_worker(self.settings, self.root / "logs", wait=False, name=name, env=env)
         self.workers.append(worker)
         if wait:
             worker.wait_ready(120)

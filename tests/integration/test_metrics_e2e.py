@@ -1,0 +1,156 @@
+"""Every metric the bus declares is written by the code path it names, under real traffic.
+
+One worker (every role) runs in Prometheus multiprocess mode, as production runs several per host.
+The test publishes simulated events (some with identifiers that fail their check digit), one poison
+record, then breaks one agreement file and lets another lapse, and reads the worker's /metrics until
+every family in `ALL_METRICS` shows what that traffic must have done. A clean stop must then remove
+the worker's live gauges from the shared directory (`mark_process_dead`), and keep its counters.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from pathlib import Path
+
+from streams import metrics, topics
+from streams.publish.simulate import Simulation
+from streams.settings import ROOT
+from tests.support.stack import (
+    metric_sum,
+    open_stack,
+    produce_all,
+    publish,
+    raw_producer,
+    scrape,
+    wait_decided,
+    wait_until,
+)
+
+Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _series(samples: Samples, name: str) -> list[tuple[dict[str, str], float]]:
+    return [(dict(labels), value) for (n, labels), value in samples.items() if n == name]
+
+
+def _checks(
+    partners: set[str], agreements: int, consumer_group: str, started: float
+) -> dict[str, Callable[[Samples], bool]]:
+    """Family name -> what the traffic of this test must have written to it."""
+
+    def total(name: str, **labels: str) -> Callable[[Samples], float]:
+        return lambda s: metric_sum(s, name, **labels)
+
+    def gauge(name: str) -> Callable[[Samples], list[float]]:
+        return lambda s: [v for _, v in _series(s, name)]
+
+    return {
+        "sharingbus_events_consumed": lambda s: (
+            {labels["partner"] for labels, v in _series(s, "sharingbus_events_consumed_total") if v > 0}
+            == partners
+        ),
+        "sharingbus_events_produced": lambda s: total("sharingbus_events_produced_total")(s) > 0,
+        "sharingbus_decisions": lambda s: (
+            total("sharingbus_decisions_total", outcome="shared")(s) > 0
+            and total("sharingbus_decisions_total", outcome="denied")(s) > 0
+        ),
+        "sharingbus_dead_letters": lambda s: (
+            total("sharingbus_dead_letters_total", stage="enforcer", reason="decode_error")(s) == 1
+        ),
+        "sharingbus_last_event_timestamp_seconds": lambda s: (
+            {
+                labels["partner"]
+                for labels, v in _series(s, "sharingbus_last_event_timestamp_seconds")
+                if v >= started
+            }
+            == partners
+        ),
+        "sharingbus_end_to_end_latency_seconds": lambda s: (
+            total("sharingbus_end_to_end_latency_seconds_count")(s) > 0
+        ),
+        "sharingbus_processing_seconds": lambda s: all(
+            total("sharingbus_processing_seconds_count", stage=stage)(s) > 0
+            for stage in ("enforcer", "link", "view")
+        ),
+        "sharingbus_consumer_lag": lambda s: any(
+            labels["topic"].startswith("raw.") for labels, _ in _series(s, "sharingbus_consumer_lag")
+        ),
+        "sharingbus_table_entries": lambda s: any(v > 0 for v in gauge("sharingbus_table_entries")(s)),
+        "sharingbus_registry_requests": lambda s: (
+            total("sharingbus_registry_requests_total", operation="get_schema", status="ok")(s) > 0
+            and total("sharingbus_registry_requests_total", operation="register", status="ok")(s) > 0
+        ),
+        "sharingbus_invalid_identifiers": lambda s: total("sharingbus_invalid_identifiers_total")(s) > 0,
+        "sharingbus_pseudonymisations": lambda s: total("sharingbus_pseudonymisations_total")(s) > 0,
+        "sharingbus_agreements_loaded": lambda s: gauge("sharingbus_agreements_loaded")(s) == [agreements],
+        "sharingbus_plan_reloads": lambda s: (
+            total("sharingbus_plan_reloads_total", result="success")(s) >= 1
+            and total("sharingbus_plan_reloads_total", result="failure")(s) >= 1
+        ),
+        "sharingbus_agreements_lapsed": lambda s: gauge("sharingbus_agreements_lapsed")(s) == [1],
+        "sharingbus_agreements_invalid": lambda s: gauge("sharingbus_agreements_invalid")(s) == [1],
+        "sharingbus_ready": lambda s: gauge("sharingbus_ready")(s) == [1],
+        "sharingbus_worker_info": lambda s: (
+            [labels["consumer_group"] for labels, v in _series(s, "sharingbus_worker_info") if v == 1]
+            == [consumer_group]
+        ),
+    }
+
+
+def _live_gauge_files(directory: Path, pid: int) -> list[str]:
+    return sorted(p.name for p in directory.glob(f"gauge_live*_{pid}.db"))
+
+
+def test_every_metric_moves_under_traffic_and_a_stopped_worker_leaves_no_live_gauge(
+    tmp_path: Path,
+) -> None:
+    agreements = tmp_path / "agreements"
+    shutil.copytree(ROOT / "agreements", agreements)
+    n_agreements = len([p for p in agreements.glob("*.yaml") if p.name != "recipients.yaml"])
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    with open_stack(tmp_path / "bus", agreements_dir=agreements) as stack:
+        started = time.time()
+        worker = stack.start_worker(env={metrics.MULTIPROC_ENV: str(multiproc)})
+
+        sim = Simulation(seed=31, people=200, invalid_rate=0.2)
+        sent = publish(stack.settings, sim.events(300))
+        partners = {p.partner for p in sent}
+        poison = topics.raw("thames_valley_police", "police.stop_search")
+        produce_all(raw_producer(stack.settings), [(poison, b"poison", b"not registry-framed Avro")])
+        wait_decided(stack.settings, {p.event_id for p in sent})
+
+        # One agreement file broken, another past its review date: counted as each.
+        (agreements / "draft-housing.yaml").write_text("id: housing-draft\ntitle: [unfinished\n")
+        vru = agreements / "police-vru-analysts.yaml"
+        passed = date.today() - timedelta(days=1)
+        assert "review_date: 2027-09-30" in vru.read_text()
+        vru.write_text(vru.read_text().replace("review_date: 2027-09-30", f"review_date: {passed}"))
+
+        # The lapsed agreement is set aside (its flows denied), so one fewer is enforced.
+        checks = _checks(partners, n_agreements - 1, stack.settings.consumer_group, started)
+        assert checks.keys() == {m._name for m in metrics.ALL_METRICS}, "a metric without a check"
+
+        unmoved: dict[str, list[tuple[str, dict[str, str], float]]] = {}
+
+        def all_moved() -> bool:
+            samples = scrape(worker)
+            unmoved.clear()
+            for name, moved in checks.items():
+                if not moved(samples):
+                    unmoved[name] = [(n, dict(k), v) for (n, k), v in samples.items() if n.startswith(name)]
+            return not unmoved
+
+        try:
+            wait_until(all_moved, 60, "every metric to move")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; not moved: {unmoved}") from None
+
+        pid = worker.proc.pid
+        assert _live_gauge_files(multiproc, pid), "the worker wrote no live gauge in multiprocess mode"
+        assert worker.stop() == 0, worker.log()[-3000:]
+        assert _live_gauge_files(multiproc, pid) == []  # mark_process_dead ran on the way out
+        assert (multiproc / f"counter_{pid}.db").exists()  # counters outlive their process
