@@ -161,7 +161,7 @@ def _view_tokens(settings: Settings, keyring: KeyRing | None) -> Any:
     """The linker's per-recipient person tokens, made with the view domains' derived keys alone
     (never the views role's; docs/combination.md). None: this linker feeds no person view."""
     from streams.linkage.view_tokens import ViewTokens, view_keys
-    from streams.privacy.keys import DomainKeys
+    from streams.privacy.domain_keys import DomainKeys
 
     if settings.view_keys_path is not None:
         keys = DomainKeys.load(settings.view_keys_path)

@@ -27,7 +27,6 @@ Names are matched with spaces removed ("Anne-Marie" / "Anne Marie" / "Annemarie"
 
 from __future__ import annotations
 
-import hmac
 import re
 import weakref
 from collections.abc import Mapping
@@ -126,19 +125,15 @@ def _one_typo(text: str) -> list[str]:
 
 
 class _Keyed:
-    """Primed HMACs of one key ring for the linkage domain, per (kid, kind), and bigram bit masks."""
+    """Memoised comparison tokens and bigram bit masks of one key ring in the linkage domain.
+
+    The keyed HMACs themselves come from the ring (`KeyRing.mac`, primed there once per kind).
+    """
 
     def __init__(self, keyring: KeyRing) -> None:
         self._ring = keyring
-        self._macs: dict[tuple[str, str], hmac.HMAC] = {}
         self._masks: dict[tuple[str, str, str], int] = {}
         self._short: dict[tuple[str, str, str], str] = {}
-
-    def mac(self, kid: str, kind: str) -> hmac.HMAC:
-        primed = self._macs.get((kid, kind))
-        if primed is None:
-            primed = self._macs[(kid, kind)] = self._ring.mac(LINKAGE_DOMAIN, kind, kid)
-        return primed
 
     def short(self, kid: str, kind: str, value: str) -> str:
         """`<kid>.` + 24 hex characters (96 bits) of the HMAC: comparison tokens stay inside the bus.
@@ -148,7 +143,7 @@ class _Keyed:
         """
         token = self._short.get((kid, kind, value))
         if token is None:
-            h = self.mac(kid, kind).copy()
+            h = self._ring.mac(LINKAGE_DOMAIN, kind, kid)
             h.update(value.encode())
             token = f"{kid}.{h.digest()[:12].hex()}"
             if len(self._short) >= _MEMO:
@@ -160,7 +155,7 @@ class _Keyed:
         return " ".join(sorted({self.short(kid, kind, v) for v in values}))
 
     def bloom(self, kid: str, kind: str, name: str) -> str:
-        primed = self.mac(kid, kind)
+        primed = self._ring.mac(LINKAGE_DOMAIN, kind, kid)
 
         def mask_of(gram: str) -> int:
             mask = self._masks.get((kid, kind, gram))

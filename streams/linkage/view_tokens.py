@@ -27,7 +27,8 @@ import yaml
 
 from streams.agreements.model import RecipientsFile
 from streams.errors import ConfigurationError
-from streams.privacy.keys import DomainKeys, KeyRing
+from streams.privacy.domain_keys import DomainKeys
+from streams.privacy.keys import KeyRing
 
 __all__ = ["VIEW_KIND", "ViewTokens", "view_domain", "view_domains", "view_keys"]
 
@@ -59,7 +60,7 @@ def view_domains(agreements_dir: Path) -> list[str]:
 
 def view_keys(ring: KeyRing, agreements_dir: Path, kid: str) -> DomainKeys:
     """The linker's keys: every recipient's view domain key of `kid`, derived; no master."""
-    return DomainKeys.derive(ring, view_domains(agreements_dir), kid)
+    return ring.domain_keys(view_domains(agreements_dir), kid)
 
 
 class ViewTokens:

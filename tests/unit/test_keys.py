@@ -118,7 +118,7 @@ def test_one_domains_key_computes_no_other_domains_tokens(ring: KeyRing) -> None
 
 
 def test_domain_key_info_is_unambiguous() -> None:
-    from streams.privacy.keys import domain_key_info
+    from streams.privacy.domain_keys import domain_key_info
 
     assert domain_key_info("k1", "ab") != domain_key_info("k1a", "b")
     assert domain_key_info("k1", "recipient:a") == HKDF_LABEL + b"\x00\x02k1\x00\x0brecipient:a"

@@ -9,7 +9,8 @@ import pytest
 
 from streams.errors import ConfigurationError
 from streams.linkage.view_tokens import ViewTokens, view_domain, view_keys
-from streams.privacy.keys import DomainKeys, KeyRing, pseudonym
+from streams.privacy.domain_keys import DomainKeys
+from streams.privacy.keys import KeyRing, pseudonym
 from streams.settings import ROOT
 
 RING = KeyRing.from_secrets({"k1": b"a" * 32, "k2": b"b" * 32}, "k2")
