@@ -35,6 +35,7 @@ from streams.enforce.engine import Enforcer, RegistryUnavailable
 from streams.enforce.link_facts import VaultBuffer, VaultRow
 from streams.errors import BrokerError
 from streams.kafka.producer import DeliveringProducer, Delivery
+from streams.kafka.stages import BatchStamps, StageLog
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,14 @@ class BatchRunner:
                 continue
             return Decided(outputs, self.vault.take() if self.vault is not None else [])
 
-    def send(self, records: list[RawRecord], decided: Decided) -> InFlight:
+    def send(self, records: list[RawRecord], decided: Decided, stamps: BatchStamps | None = None) -> InFlight:
         """Start the vault write and hand the outputs to the producer; `InFlight.settle` waits."""
         vault = self.vault
         written = self._vault_writer.submit(vault.write, decided.vault_rows) if vault is not None else None
-        return InFlight(records, self.producer.start(decided.outputs), written)
+        if stamps is None:
+            return InFlight(records, self.producer.start(decided.outputs), written)
+        stamps.produced, stamps.outputs = time.time(), len(decided.outputs)
+        return InFlight(records, self.producer.start(decided.outputs, stamps.ack_latencies), written, stamps)
 
 
 @dataclass
@@ -109,6 +113,7 @@ class InFlight:
     records: list[RawRecord]
     delivery: Delivery
     vault_written: Future[None] | None
+    stamps: BatchStamps | None = None
 
     def settle(self, producer: DeliveringProducer) -> list[Output]:
         """Wait for every output and the vault write; returns the outputs that failed."""
@@ -150,15 +155,23 @@ class PipelinedEnforcer(BatchedConsumer):
         super().__init__(settings, topics, runner, **kw)
         self.runner = runner
         self._pending: InFlight | None = None
+        self.stages = StageLog(settings.stage_log_path)
+
+    def _consumer_config(self) -> dict[str, Any]:
+        """The hot path's own fetch wait (publish-to-share latency), below other consumers'."""
+        return {**super()._consumer_config(), "fetch.wait.max.ms": self.settings.enforcer_fetch_wait_ms}
 
     def _step(self, consumer: Consumer, highwater: Callable[[str, int], int | None]) -> None:
         records = self._poll(consumer)
         if not records:
             self._settle(consumer)
             return
+        stamps = self.stages.start(records)
         decided = self.runner.decide(records)
+        if stamps is not None:
+            stamps.decided = time.time()
         self._settle(consumer)
-        self._pending = self.runner.send(records, decided)
+        self._pending = self.runner.send(records, decided, stamps)
         if self._lag:
             record_lag(records, highwater)
 
@@ -180,6 +193,9 @@ class PipelinedEnforcer(BatchedConsumer):
                 consumer.commit(offsets=pending.offsets(), asynchronous=True)
         except KafkaException as exc:  # e.g. a rebalance: the batch is replayed (de-duplicable)
             log.warning("commit failed, the batch may be replayed: %s", exc)
+        if pending.stamps is not None:
+            pending.stamps.committed = time.time()
+            self.stages.write(pending.stamps)
 
     def _before_revoke(self, consumer: Consumer) -> None:
         try:

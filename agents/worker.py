@@ -195,7 +195,7 @@ def _register_enforcer(
         link_facts=make_link_facts(settings, catalogue, keyring, vault),
         rights=build_rights(settings, catalogue, keyring),
     )
-    producer = DeliveringProducer({**kafka_config, **CHAINED_PRODUCER})  # it writes the audit chains
+    producer = DeliveringProducer(settings.producer_config(**CHAINED_PRODUCER))  # it writes the audit chains
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
     run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault)
     if settings.batched_consumers:

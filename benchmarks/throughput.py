@@ -548,16 +548,70 @@ def engine_alone(settings: Settings, events: Sequence[Encoded], repeat: int = 2)
     return best
 
 
-def latency(settings: Settings, events: Sequence[Encoded], rate: float, child: Child) -> dict[str, Any]:
-    """Publish `events` at `rate`/s (timestamp = publish time) and time their shared outputs."""
+STAGES = (
+    ("partner produce -> broker ack", "published", "ack"),
+    ("broker ack -> enforcer poll", "ack", "polled"),
+    ("poll -> decided", "polled", "decided"),
+    ("decided -> outputs acked", "decided", "acked"),
+    ("outputs acked -> commit", "acked", "committed"),
+    ("publish -> outputs acked", "published", "acked"),
+)
+
+
+def stage_budget(
+    published: dict[str, float], acks: dict[str, tuple[str, int, int, float]], batches: list[dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """p50/p99/max in ms of each stage, per event: the publish and broker-ack times the benchmark saw,
+    joined by (topic, partition, offset) with the enforcer's per-batch stamps (`streams.kafka.stages`)."""
+    import bisect
+
+    spans: dict[tuple[str, int], list[tuple[int, int, dict[str, Any]]]] = {}
+    for b in batches:
+        for topic, partition, first, last in b["ranges"]:
+            spans.setdefault((topic, partition), []).append((first, last, b))
+    for lst in spans.values():
+        lst.sort(key=lambda x: x[0])
+    firsts = {k: [x[0] for x in v] for k, v in spans.items()}
+    values: dict[str, list[float]] = {name: [] for name, _, _ in STAGES}
+    for eid, (topic, partition, offset, ack_latency) in acks.items():
+        key = (topic, partition)
+        i = bisect.bisect_right(firsts.get(key, []), offset) - 1
+        if i < 0:
+            continue
+        first, last, batch = spans[key][i]
+        if not first <= offset <= last or not batch["committed"]:
+            continue
+        stamps = {**batch, "published": published[eid], "ack": published[eid] + ack_latency}
+        for name, a, b in STAGES:
+            values[name].append(stamps[b] - stamps[a])
+    out = {}
+    for name, vs in values.items():
+        vs.sort()
+        out[name] = {
+            "n": len(vs),
+            "p50": percentile(vs, 50) * 1000,
+            "p99": percentile(vs, 99) * 1000,
+            "max": (vs[-1] * 1000) if vs else float("nan"),
+        }
+    return out
+
+
+def latency(
+    settings: Settings, events: Sequence[Encoded], rate: float, child: Child, stage_log: Path | None = None
+) -> dict[str, Any]:
+    """Publish `events` at `rate`/s with the partner SDK's producer settings (timestamp = publish
+    time) and time their shared outputs; with the enforcer's `stage_log`, per stage as well."""
     from confluent_kafka import Producer
 
     from streams.kafka.admin import partition_counts
+    from streams.kafka.stages import read_stage_log
+    from streams.publish.publisher import PRODUCER_DEFAULTS
 
     shared = sorted(t for t in partition_counts(settings) if t.startswith("shared."))
     consumer = tail_consumer(settings, shared, **{"fetch.wait.max.ms": 10})
     consumer.consume(1000, 1.0)  # resolve positions before publishing
     published: dict[str, float] = {}
+    acks: dict[str, tuple[str, int, int, float]] = {}
     to_ts: list[float] = []
     to_rx: list[float] = []
     done = threading.Event()
@@ -576,9 +630,18 @@ def latency(settings: Settings, events: Sequence[Encoded], rate: float, child: C
                 to_ts.append(m.timestamp()[1] / 1000 - sent)
                 to_rx.append(now - sent)
 
+    def acked(eid: str) -> Any:
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is None:
+                acks[eid] = (msg.topic(), msg.partition(), msg.offset(), msg.latency() or 0.0)
+
+        return on_delivery
+
     collector = threading.Thread(target=collect, daemon=True)
     collector.start()
-    producer = Producer(settings.kafka_config(**{"linger.ms": 1, "acks": "all", "enable.idempotence": True}))
+    producer = Producer(
+        settings.kafka_config(**{**PRODUCER_DEFAULTS, "linger.ms": settings.publish_linger_ms})
+    )
     start = time.monotonic()
     for i, e in enumerate(events):
         ahead = start + i / rate - time.monotonic()
@@ -586,7 +649,9 @@ def latency(settings: Settings, events: Sequence[Encoded], rate: float, child: C
             time.sleep(ahead)
         now = time.time()
         published[e.event_id] = now
-        producer.produce(e.topic, key=e.key, value=e.value, timestamp=int(now * 1000))
+        producer.produce(
+            e.topic, key=e.key, value=e.value, timestamp=int(now * 1000), on_delivery=acked(e.event_id)
+        )
         producer.poll(0)
     producer.flush(30)
     achieved = len(events) / (time.monotonic() - start)
@@ -606,6 +671,7 @@ def latency(settings: Settings, events: Sequence[Encoded], rate: float, child: C
         "rx_p50": percentile(to_rx, 50) * 1000,
         "rx_p99": percentile(to_rx, 99) * 1000,
         "max": (to_ts[-1] * 1000) if to_ts else float("nan"),
+        "stages": stage_budget(published, acks, read_stage_log(stage_log)) if stage_log else {},
     }
     log(
         f"latency at {achieved:,.0f} ev/s: {len(to_ts)} shared records; publish->shared "
@@ -613,6 +679,17 @@ def latency(settings: Settings, events: Sequence[Encoded], rate: float, child: C
         f"receipt p50 {result['rx_p50']:.1f} p99 {result['rx_p99']:.1f} ms"
     )
     return result
+
+
+def format_stages(stages: dict[str, dict[str, float]]) -> list[str]:
+    """The latency budget as table rows (ms)."""
+    rows = []
+    for name, v in stages.items():
+        rows.append(
+            f"    {name:<32} p50 {v['p50']:7.1f}  p99 {v['p99']:7.1f}  max {v['max']:7.1f} ms"
+            f"  ({v['n']} events)"
+        )
+    return rows
 
 
 _WAITS = (
@@ -756,6 +833,7 @@ def main(argv: list[str] | None = None) -> None:
     timeout = max(120.0, n / 300)
     with Stack() as stack:
         log_dir = stack.workdir / "logs"
+        stage_log = stack.workdir / "enforcer-stages.jsonl"
         log(f"work directory {stack.workdir} (logs, broker logs)")
         with stack.bus("encode") as bus0:
             settings0 = bus0.settings
@@ -781,7 +859,11 @@ def main(argv: list[str] | None = None) -> None:
                 produce_all(settings, reframe(settings, events))
                 if role == "worker":
                     s = settings.model_copy(
-                        update={"consumer_group": group, "data_dir": settings.data_dir / role}
+                        update={
+                            "consumer_group": group,
+                            "data_dir": settings.data_dir / role,
+                            "stage_log_path": stage_log,
+                        }
                     )
                     roles = "all" if args.full_worker else "enforcer"
                     argv = [sys.executable, "-m", "sharebus.main", "worker", "--roles", roles]
@@ -806,7 +888,9 @@ def main(argv: list[str] | None = None) -> None:
                         if dead:
                             log(f"warning: {dead} events dead-lettered by the enforcer")
                         if n_latency:
-                            results["latency"] = latency(settings, reframe(settings, late), args.rate, child)
+                            results["latency"] = latency(
+                                settings, reframe(settings, late), args.rate, child, stage_log
+                            )
                 finally:
                     child.stop()
 
@@ -859,6 +943,9 @@ def main(argv: list[str] | None = None) -> None:
             f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; to a recipient's consumer "
             f"p50 {r['rx_p50']:.1f} ms, p99 {r['rx_p99']:.1f} ms"
         )
+        if r["stages"]:
+            print("  latency budget per event (enforcer stage log joined with publish and broker-ack times):")
+            print("\n".join(format_stages(r["stages"])))
     if "a" in results and "c" in results:
         print(f"  c/a: {results['c']['eps'] / results['a']['eps']:.2f}")
     if "r" in results and "c" in results:

@@ -81,6 +81,21 @@ class Settings(BaseSettings):
         description="Enforcer and audit sink read with batched confluent-kafka consumers (else Faust agents)",
     )
     fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a consumer fetch waits for data (latency)")
+    enforcer_fetch_wait_ms: int = Field(
+        20,
+        ge=1,
+        description="Longest the enforcer's fetch waits for data: Tansu answers only when it expires, "
+        "so a record waits up to this long; lower costs the broker CPU (docs/performance.md)",
+    )
+    producer_linger_ms: int = Field(
+        1, ge=0, description="How long the enforcer's producer gathers records before sending (latency)"
+    )
+    publish_linger_ms: int = Field(
+        5, ge=0, description="How long a partner's Publisher gathers events before sending (latency)"
+    )
+    stage_log_path: Path | None = Field(
+        None, description="Write each enforced batch's stage timestamps here, as JSON lines (benchmarks)"
+    )
     consumer_group: str = Field("sharingbus", description="Faust application id / consumer group")
     consumer_session_timeout_ms: int = Field(
         10_000,
@@ -149,6 +164,7 @@ class Settings(BaseSettings):
         "auth_public_key_path",
         "auth_local_key_path",
         "identity_token",
+        "stage_log_path",
         "postgres_dsn_enforcer",
         "postgres_dsn_audit",
         "postgres_dsn_linker",
@@ -210,6 +226,10 @@ class Settings(BaseSettings):
             conf["ssl.key.password"] = self.ssl_key_password.get_secret_value()
         conf.update(extra)
         return conf
+
+    def producer_config(self, **extra: Any) -> dict[str, Any]:
+        """`kafka_config` for the enforcer's producer, with its latency tuning."""
+        return self.kafka_config(**{"linger.ms": self.producer_linger_ms, **extra})
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS context for aiokafka/Faust, or None for plaintext protocols."""

@@ -74,15 +74,21 @@ class Delivery:
         return found
 
 
-def _on_failure(failed: list[_Ident | None], errors: list[KafkaError]) -> Any:
+def _on_failure(
+    failed: list[_Ident | None], errors: list[KafkaError], latencies: list[float] | None = None
+) -> Any:
     """One delivery callback for a whole batch; successes return at once.
 
     It notes which message failed; `Delivery.failed_outputs` finds the original records (a closure
-    per record was ~8% of the enforcer's time, and delivery reports carry no headers).
+    per record was ~8% of the enforcer's time, and delivery reports carry no headers). Given a
+    `latencies` list, it also notes each success's produce-to-acknowledgement time (librdkafka's
+    own measurement), for a latency budget (`streams.kafka.stages`).
     """
 
     def on_delivery(err: KafkaError | None, msg: Any) -> None:
         if err is None:
+            if latencies is not None:
+                latencies.append(msg.latency() or 0.0)
             return
         ident: _Ident | None
         try:
@@ -136,18 +142,19 @@ class DeliveringProducer:
         """Send once and wait for every delivery report; returns what failed (and why)."""
         return self.finish(self.start(outputs), deadline)
 
-    def start(self, outputs: Sequence[Output]) -> Delivery:
+    def start(self, outputs: Sequence[Output], latencies: list[float] | None = None) -> Delivery:
         """Hand every record to librdkafka without waiting; `finish` waits for the outcome.
 
         Between the two the caller may do other work (the enforcer decides its next batch) while
         librdkafka's own threads deliver: nothing else may be produced meanwhile, since `finish`
-        waits for everything queued.
+        waits for everything queued. `latencies`, if given, fills with each delivered record's
+        produce-to-acknowledgement time in seconds.
         """
         delivery = Delivery(list(outputs))
         failed, errors = delivery.failed, delivery.errors
         try:
             produce = self._producer.produce
-            on_delivery = _on_failure(failed, errors)
+            on_delivery = _on_failure(failed, errors, latencies)
             for out in outputs:  # inlined: this loop runs ~3 times per enforced event
                 partition = out.partition if out.partition is not None else -1
                 while True:

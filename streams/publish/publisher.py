@@ -54,7 +54,7 @@ __all__ = [
     "prepare_event",
 ]
 
-PRODUCER_DEFAULTS = {"acks": "all", "enable.idempotence": True, "linger.ms": 10}
+PRODUCER_DEFAULTS = {"acks": "all", "enable.idempotence": True}
 DeliveryCallback = Callable[[str, str | None], None]  # (event_id, error or None)
 
 
@@ -113,7 +113,7 @@ class Publisher:
         self.catalogue = catalogue or load_catalogue(settings.schemas_dir)
         self.record_ids = record_ids or RecordIds.load_or_create(settings.record_id_key_path)
         self.partner = self.catalogue.partner(partner)
-        conf = {**PRODUCER_DEFAULTS, **(producer_config or {})}
+        conf = {**PRODUCER_DEFAULTS, "linger.ms": settings.publish_linger_ms, **(producer_config or {})}
         self._producer = Producer(settings.kafka_config(**conf))
         self._registry = registry or SchemaRegistryClient(settings.registry_config())
         self._serializers: dict[str, AvroSerializer] = {}
