@@ -27,7 +27,8 @@ from agents.batched import BatchedConsumer
 from streams import deadletter as dl
 from streams import metrics, topics
 from streams.deadletter import Output, RawRecord
-from streams.enforce.audit import KIND_DECISION, READER_CONFIG
+from streams.enforce.audit import KIND_DECISION
+from streams.enforce.audit_recovery import READER_CONFIG
 from streams.enforce.audit_store import AuditStore, AuditStoreError, AuditStoreUnavailable, check_decision
 from streams.errors import ValidationError
 from streams.kafka.producer import DeliveringProducer

@@ -28,7 +28,7 @@ from streams import metrics
 from streams.agreements import PlanWatcher, check_agreements
 from streams.agreements.loader import refuse_start
 from streams.avro.catalogue import Catalogue, load_catalogue
-from streams.enforce.audit import recover_chains
+from streams.enforce.audit_recovery import recover_chains
 from streams.enforce.engine import Enforcer
 from streams.enforce.link_facts import VaultBuffer, make_link_facts
 from streams.errors import ConfigurationError

@@ -86,7 +86,7 @@ def _assemble(settings: Settings, prefix: str = "") -> tuple[Any, Any, list[str]
     from streams import topics
     from streams.agreements import PlanWatcher
     from streams.avro.catalogue import load_catalogue
-    from streams.enforce.audit import recover_chains
+    from streams.enforce.audit_recovery import recover_chains
     from streams.enforce.engine import Enforcer
     from streams.enforce.link_facts import make_link_facts
     from streams.kafka.producer import DeliveringProducer

@@ -18,8 +18,8 @@ from rich.table import Table
 
 from sharebus.common import fail
 from streams import topics
-from streams.enforce.audit import VerifyReport, verify
 from streams.enforce.audit_store import AuditStore
+from streams.enforce.audit_verify import VerifyReport, verify
 from streams.errors import SharingBusError
 from streams.settings import get_settings
 

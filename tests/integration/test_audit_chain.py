@@ -13,16 +13,10 @@ import pytest
 from confluent_kafka import Producer
 
 from agents.audit_sink import reload_from_topic
-from streams.enforce.audit import (
-    AuditChain,
-    audit_partition,
-    canonical,
-    chain_id,
-    recover_chain,
-    recover_chains,
-    verify,
-)
+from streams.enforce.audit import AuditChain, audit_partition, canonical, chain_id
+from streams.enforce.audit_recovery import recover_chain, recover_chains
 from streams.enforce.audit_store import AuditStore
+from streams.enforce.audit_verify import verify
 from streams.errors import BrokerError, ConfigurationError
 from streams.settings import Settings
 

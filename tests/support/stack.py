@@ -40,7 +40,7 @@ from streams import topics
 from streams.agreements import PlanSet, compile_plans, load_agreements
 from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.avro.serde import SchemaCache, SerdeError, decode
-from streams.enforce.audit import READER_CONFIG
+from streams.enforce.audit_recovery import READER_CONFIG
 from streams.enforce.combine import is_combination
 from streams.errors import BrokerError
 from streams.kafka.admin import ensure_topics

@@ -13,16 +13,9 @@ import pytest
 from agents.audit_sink import AuditSink
 from streams.deadletter import RawRecord, header
 from streams.enforce import audit
-from streams.enforce.audit import (
-    GENESIS,
-    AuditChain,
-    ChainVerifier,
-    audit_partition,
-    canonical,
-    chain_id,
-    record_hash,
-)
+from streams.enforce.audit import GENESIS, AuditChain, audit_partition, canonical, chain_id, record_hash
 from streams.enforce.audit_store import check_decision
+from streams.enforce.audit_verify import ChainVerifier, VerifyReport
 from streams.errors import ValidationError
 
 CHAIN = chain_id("raw.thames_valley_police.police.crime_recorded", 3)
@@ -56,9 +49,7 @@ def build(n: int, chain: str = CHAIN) -> list[bytes]:
     return [c.append(**decision(i))[1] for i in range(n)]
 
 
-def check(
-    values: list[bytes | None], n_partitions: int | None = None, partition: int = 0
-) -> audit.VerifyReport:
+def check(values: list[bytes | None], n_partitions: int | None = None, partition: int = 0) -> VerifyReport:
     verifier = ChainVerifier("audit.test", n_partitions)
     for offset, value in enumerate(values):
         verifier.feed(value, partition, offset)
