@@ -304,8 +304,8 @@ def test_the_same_extract_published_twice_changes_nothing_anywhere(
     after_stored = stored(settings)
 
     # Recipients hold the same events: no new event id on any shared topic but the sentinels'.
-    for topic, ids in after_shared.items():
-        assert ids - second_sentinels == before["shared"].get(topic, set()), topic
+    assert any(before["shared"].values()), "the first run shared nothing"
+    assert {t: ids - second_sentinels for t, ids in after_shared.items()} == before["shared"]
     # The ledger's PostgreSQL copy: the same decisions, unchanged, plus the sentinels'.
     assert {k: v for k, v in after_stored.items() if k[0] not in second_sentinels} == before["stored"]
     # Profiles: each pupil's exclusions counted once (plus one more sentinel), nothing else moved.

@@ -110,7 +110,15 @@ def test_render_latest_negotiates_openmetrics() -> None:
 def test_worker_info_and_wsgi_app() -> None:
     metrics.set_worker_info("sharingbus")
     assert _sample("sharingbus_worker_info", consumer_group="sharingbus") == 1
-    assert callable(metrics.metrics_app())
+    statuses: list[str] = []
+    body = b"".join(
+        metrics.metrics_app()(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": "", "HTTP_ACCEPT": ""},
+            lambda status, headers: statuses.append(status),
+        )
+    )
+    assert statuses == ["200 OK"]
+    assert b'sharingbus_worker_info{consumer_group="sharingbus"' in body
 
 
 def test_multiprocess_mode_aggregates_worker_processes(tmp_path: Path) -> None:
