@@ -25,7 +25,8 @@ from streams.agreements.selection import FieldRule
 from streams.agreements.steps import Builder, Denied, FieldError, record_builder
 from streams.agreements.tree import walk
 from streams.agreements.views import ViewPlans, compile_views
-from streams.avro.catalogue import Catalogue, EventType
+from streams.avro.catalogue import Catalogue
+from streams.avro.event_types import EventType
 from streams.errors import ConfigurationError, SharingBusError
 from streams.privacy.areas import AreaLookup
 from streams.privacy.keys import KeyRing

@@ -16,7 +16,7 @@ from typing import Any
 from streams.agreements.model import Agreement
 from streams.agreements.selection import FieldRule
 from streams.agreements.tree import Node
-from streams.avro.catalogue import EventType
+from streams.avro.event_types import EventType
 
 __all__ = ["agreement_schema", "output_schema", "record_name"]
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from streams.agreements.model import EventTypeRule, Treatment
 from streams.agreements.tree import Node, leaves, walk
-from streams.avro.catalogue import TAG_VALUES
+from streams.avro.event_types import TAG_VALUES
 from streams.errors import ConfigurationError
 from streams.privacy.operators import OperatorParams, get_operator, parse_params
 from streams.privacy.operators.base import avro_kind

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streams.avro.catalogue import PRIMITIVES, TAG_VALUES, EventType, strip_null
+from streams.avro.event_types import PRIMITIVES, TAG_VALUES, EventType, fullname, strip_null
 
 __all__ = ["Node", "event_tree", "leaves", "walk"]
 
@@ -34,14 +34,6 @@ class Node:
     @property
     def is_leaf(self) -> bool:
         return self.record is None
-
-
-def _fullname(t: Mapping[str, Any], ns: str) -> str:
-    name = str(t["name"])
-    if "." in name:
-        return name
-    namespace = t.get("namespace", ns)
-    return f"{namespace}.{name}" if namespace else name
 
 
 def _namespace(fullname: str) -> str:
@@ -71,13 +63,13 @@ class _Resolver:
         if kind == "map":
             return {**t, "values": self.resolve(t["values"], ns)}
         if kind in ("enum", "fixed"):
-            full = _fullname(t, ns)
+            full = fullname(t, ns)
             out = {k: v for k, v in t.items() if k != "namespace"}
             out["name"] = full
             self.named.setdefault(full, out)
             return out
         if kind == "record":
-            full = _fullname(t, ns)
+            full = fullname(t, ns)
             self.named.setdefault(full, t)
             return t
         return t
@@ -87,7 +79,7 @@ def event_tree(event_type: EventType) -> tuple[Node, ...]:
     """The top-level fields of `event_type` as nodes (the envelope first)."""
     schema = event_type.schema
     resolver = _Resolver()
-    full = _fullname(schema, "")
+    full = fullname(schema, "")
     resolver.named[full] = schema
     return _record_nodes(schema, _namespace(full), "", frozenset(), event_type, resolver)
 
@@ -117,7 +109,7 @@ def _record_nodes(
             if isinstance(items, dict) and items.get("type") == "record":
                 body, is_array = items, True
         if isinstance(body, dict) and body.get("type") == "record":
-            record_full = _fullname(body, ns)
+            record_full = fullname(body, ns)
             child_prefix = f"{path}[]" if is_array else path
             children = _record_nodes(body, _namespace(record_full), child_prefix, tags, event_type, resolver)
             nodes.append(Node(str(f["name"]), path, f, resolved, nullable, tags, children, is_array, body))

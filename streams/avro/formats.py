@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from streams.avro import paths
 
 if TYPE_CHECKING:
-    from streams.avro.catalogue import EventType
+    from streams.avro.event_types import EventType
 
 __all__ = ["FORMATS", "Format", "checker_for", "event_checker", "is_free_text"]
 

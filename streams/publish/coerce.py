@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.avro.catalogue import EventType
+from streams.avro.event_types import EventType
 
 __all__ = ["LOCAL_TZ", "coercer", "plain"]
 

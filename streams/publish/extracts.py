@@ -29,7 +29,7 @@ from typing import IO, Any
 import yaml
 
 from streams.avro import paths
-from streams.avro.catalogue import EventType
+from streams.avro.event_types import EventType
 from streams.errors import ConfigurationError, ValidationError
 from streams.publish.publisher import DeliveryError, EventInvalid, Publisher
 

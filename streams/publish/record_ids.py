@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.avro import paths
-from streams.avro.catalogue import EventType
+from streams.avro.event_types import EventType
 from streams.errors import ConfigurationError
 
 __all__ = ["RecordIds", "key_values"]

@@ -23,7 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.avro import paths
-from streams.avro.catalogue import PRIMITIVES, Catalogue, EventType, load_catalogue
+from streams.avro.catalogue import Catalogue, load_catalogue
+from streams.avro.event_types import PRIMITIVES, EventType
 from streams.errors import ConfigurationError
 from streams.privacy.identifiers import InvalidIdentifier, postcode_district
 

@@ -12,7 +12,8 @@ import pytest
 from fastavro.schema import load_schema
 
 from streams import topics
-from streams.avro.catalogue import BUS_SECTOR, SECTORS, load_catalogue
+from streams.avro.catalogue import load_catalogue
+from streams.avro.event_types import BUS_SECTOR, SECTORS
 from streams.errors import ConfigurationError
 from streams.settings import ROOT
 
