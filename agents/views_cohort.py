@@ -1,7 +1,7 @@
 """`/api/cohort` across every worker: each ranks its own partitions, the worker asked merges them.
 
 Profiles are partitioned by person token, so one worker's table holds only part of the people: a
-ranking of its own partitions alone is not the top N (issue 17, finding 6). The worker asked ranks
+ranking of its own partitions alone is not the top N. The worker asked ranks
 locally, asks every other worker holding profile partitions for its local top N (marked as routed,
 so they answer locally), and keeps the N highest of the union, ordered as the local ranking is
 (score descending, then token). The top N of a union is the top N of the per-part top Ns.

@@ -50,8 +50,8 @@ KEYED_ROLES = frozenset({"enforcer", "rights"})
 
 # A stream worker's per-event objects are short-lived and almost never cyclic, yet CPython's
 # default threshold (700) runs a young collection every few events and a full one, which scans
-# every object the worker holds (caches, Faust, the libraries), every ~70k allocations: ~7% of the
-# enforcer's time (gc.callbacks over 100k events). Cycles are still collected, just in bigger
+# every object the worker holds (caches, Faust, the libraries), every ~70k allocations: a cost
+# paid per event for garbage that is almost never there. Cycles are still collected, just in bigger
 # steps; the objects built at start (modules, plans, the app) are frozen out of every scan.
 GC_THRESHOLD = (50_000, 20, 20)
 

@@ -80,7 +80,7 @@ def _on_failure(
     """One delivery callback for a whole batch; successes return at once.
 
     It notes which message failed; `Delivery.failed_outputs` finds the original records (a closure
-    per record was ~8% of the enforcer's time, and delivery reports carry no headers). Given a
+    per record costs an allocation per output, and delivery reports carry no headers). Given a
     `latencies` list, it also notes each success's produce-to-acknowledgement time (librdkafka's
     own measurement), for a latency budget (`streams.kafka.stages`).
     """

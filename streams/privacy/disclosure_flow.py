@@ -3,7 +3,7 @@
 When zeros are suppressed too, a reader of a published table knows every suppressed value is at
 least 0. A small count is protected only if the published values are also consistent with it
 being 0: otherwise the reader learns that someone is there (and a lower bound on how many), which
-is what a "*" among published zeros gave away (issue 17, finding 5).
+is what a "*" among published zeros would give away (docs/disclosure-control.md).
 
 The extended table (cells, row totals, column totals, grand total) is a bipartite graph of its
 lines: row r and column c joined by entry (r, c). With totals entering their lines with a minus

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS person_profiles (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 -- Set once a profile keeps only its newest events (streams.views.profiles.MAX_CONTRIBUTIONS): events at
--- or before this time may be missing from its counts. Added after the first release: ALTER, not CREATE.
+-- or before this time may be missing from its counts. ALTER, not CREATE: a table made without it gains it.
 ALTER TABLE person_profiles ADD COLUMN IF NOT EXISTS truncated_at timestamptz NULL;
 CREATE TABLE IF NOT EXISTS person_factors (
     person_token text NOT NULL,

@@ -1,8 +1,8 @@
 """Frozen snapshots of closed periods: the only form in which area counts leave the bus.
 
 A live table that is re-published as every event arrives can be differenced: the change between
-two versions is the new event, and its row and column totals say where it went (issue 17, finding
-5). So area counts are published per closed ISO week, ONCE:
+two versions is the new event, and its row and column totals say where it went
+(docs/disclosure-control.md). So area counts are published per closed ISO week, ONCE:
 
 - a week is frozen when it has closed, `lag` has passed and nothing has changed in it for `quiet`
   (`due`); the frozen table is suppressed with the threshold, rounded to the base and has its zeros

@@ -54,7 +54,7 @@ class Pseudonymise(Operator[PseudonymiseParams]):
         computed = metrics.PSEUDONYMISATIONS.labels(kind=params.identifier)
 
         # People recur across events: a bounded memo of value -> token saves the normalisation and
-        # the HMAC (~4% of the enforcer). It lives as long as this compiled plan (a key rotation
+        # the HMAC. It lives as long as this compiled plan (a key rotation
         # compiles new plans). Invalid identifiers raise and are never cached.
         @lru_cache(maxsize=16384)
         def pseudonym(value: Any) -> str:
