@@ -1,7 +1,9 @@
 """`sharebus subject-access`: everything a controller shared about one person (UK GDPR Art 15).
 
 Answers from the audit ledger's PostgreSQL copy and the linker's records in the vault (see
-`streams.rights.access`); JSON for systems, HTML to send to the person.
+`streams.rights.access`); JSON for systems, HTML to send to the person. Only to an officer of that
+controller: the caller is the verified token in `SHARINGBUS_IDENTITY_TOKEN`, and the rights roles
+file (`SHARINGBUS_RIGHTS_ROLES_PATH`) must list its subject among the partner's officers.
 """
 
 from __future__ import annotations
@@ -17,17 +19,21 @@ from streams.agreements import load_agreements
 from streams.avro.catalogue import load_catalogue
 from streams.enforce.audit_store import AuditStore
 from streams.errors import SharingBusError
+from streams.identity import AuthError, TokenVerifier
 from streams.privacy.key_sources import load_keyring
 from streams.rights import linkage_key_id
 from streams.rights.access import build_report, render_html
 from streams.rights.links import LinkIndex
 from streams.rights.model import IDENTIFIER_KINDS, parse_assignments
+from streams.rights.roles import NotAuthorised, load_roles
 from streams.rights.store import RightsStore
 from streams.settings import get_settings
 
 
 def subject_access(
-    partner: str = typer.Option(..., "--partner", help="The controller the person asked"),
+    partner: str | None = typer.Option(
+        None, "--partner", help="The controller the person asked (default: the caller's)"
+    ),
     identifier: list[str] = typer.Option(
         ...,
         "--identifier",
@@ -37,16 +43,27 @@ def subject_access(
     out: Path | None = typer.Option(None, "--out", help="Write the report here (default: standard output)"),
 ) -> None:
     """Every sharing of the person's data by PARTNER: recipients, when, agreement and lawful basis,
-    fields and their form, requests applied; other controllers' records only counted."""
+    fields and their form, requests applied; nothing about other controllers. Officers only."""
     if fmt not in ("json", "html"):
         fail("--format must be json or html")
     settings = get_settings()
+    try:
+        catalogue = load_catalogue(settings.schemas_dir)
+        roles = load_roles(settings.rights_roles_path, catalogue.partners)
+        bearer = settings.identity_token.get_secret_value() if settings.identity_token else ""
+        caller = TokenVerifier.from_settings(settings).verify(bearer)
+        partner = roles.partner_for(caller, partner, "officer")
+        roles.authorise(caller, partner, "officer")
+    except (AuthError, NotAuthorised) as exc:
+        hint = "" if bearer else ": set SHARINGBUS_IDENTITY_TOKEN to your token"
+        fail(f"subject access refused: {exc}{hint}", code=2)
+    except SharingBusError as exc:
+        fail(str(exc))
     try:
         identifiers = parse_assignments(identifier, "--identifier")
         unknown = sorted(set(identifiers) - set(IDENTIFIER_KINDS))
         if unknown:
             fail(f"unknown identifier kind {unknown[0]!r} (known: {', '.join(IDENTIFIER_KINDS)})")
-        catalogue = load_catalogue(settings.schemas_dir)
         catalogue.partner(partner)
         keyring = load_keyring(settings)
         with AuditStore(settings.pg_dsn("rights")) as ledger:

@@ -135,6 +135,13 @@ PSEUDONYMISATIONS = Counter(
     ["kind"],
 )
 
+REIDENTIFICATIONS = Counter(
+    "sharingbus_reidentifications",
+    "Re-identification answers and refusals, by outcome (granted, not_found, refused, break_glass): "
+    "break_glass is an emergency answer without a second approval and pages the DPO.",
+    ["outcome"],
+)
+
 # --- agreements and worker lifecycle ---------------------------------------------------------------
 AGREEMENTS_LOADED = Gauge(
     "sharingbus_agreements_loaded",

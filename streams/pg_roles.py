@@ -10,10 +10,13 @@ identifiers. `init` (`sharebus db init`) makes, idempotently:
   settings (`SHARINGBUS_POSTGRES_DSN_<ROLE>`), else `sharingbus_<role>` without a password; each
   gets CONNECT, USAGE on its schemas only, the table grants in `GRANTS` and its `search_path`.
 
-The vault is read only by the rights service (erasure, retention, re-identification, which audits
-every request); the enforcer may insert identifiers and see the keys of rows it wrote, never the
-identifiers. The analysts' role sees the view tables only. Re-running converges: privileges are
-revoked and granted afresh, so a grant removed here is removed from the database.
+Identifiers leave the vault only through `reidentification_answer`, a SECURITY DEFINER function
+that answers a request a second data owner approved and audits it (streams.privacy.vault_access);
+only the rights role may call it. The rights service (erasure, retention, rectification) writes and
+deletes identifiers without reading them; the enforcer may insert identifiers and see the keys of
+rows it wrote, never the identifiers. The analysts' role sees the view tables only. Re-running
+converges: privileges are revoked and granted afresh, so a grant removed here is removed from the
+database.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from streams.enforce.audit_store import SCHEMA as AUDIT_DDL
 from streams.errors import ConfigurationError
 from streams.linkage.review import SCHEMA as REVIEW_DDL
 from streams.pg import MANAGED_SCHEMA
+from streams.privacy.vault import ACCESS_SCHEMA as VAULT_ACCESS_DDL
 from streams.privacy.vault import SCHEMA as VAULT_DDL
 from streams.rights.store import SCHEMA as RIGHTS_DDL
 from streams.settings import Settings
 from streams.views.sink import DDL as VIEWS_DDL
 
-__all__ = ["DB_ROLES", "GRANTS", "OWNER", "SCHEMAS", "TABLES", "RoleLogin", "init", "logins"]
+__all__ = ["DB_ROLES", "FUNCTIONS", "GRANTS", "OWNER", "SCHEMAS", "TABLES", "RoleLogin", "init", "logins"]
 
 DB_ROLES = ("enforcer", "audit", "linker", "views", "rights", "analyst")
 OWNER = "sharingbus_owner"
@@ -42,10 +46,21 @@ VAULT, VIEWS, OPS = MANAGED_SCHEMA, "sharingbus_views", "sharingbus_ops"
 SCHEMAS = (VAULT, VIEWS, OPS)
 
 # Each schema's DDL, applied by the owner with that schema first on the search path.
-_DDL = ((VAULT, (VAULT_DDL,)), (VIEWS, (VIEWS_DDL,)), (OPS, (AUDIT_DDL, RIGHTS_DDL, REVIEW_DDL)))
+_DDL = (
+    (VAULT, (VAULT_DDL, VAULT_ACCESS_DDL)),
+    (VIEWS, (VIEWS_DDL,)),
+    (OPS, (AUDIT_DDL, RIGHTS_DDL, REVIEW_DDL)),
+)
 
 TABLES: dict[str, tuple[str, ...]] = {
-    VAULT: ("vault_subjects", "vault_identities", "vault_links", "vault_aliases", "reidentification_audit"),
+    VAULT: (
+        "vault_subjects",
+        "vault_identities",
+        "vault_links",
+        "vault_aliases",
+        "reidentification_audit",
+        "reidentification_requests",
+    ),
     VIEWS: ("person_profiles", "person_factors", "area_counts"),
     OPS: (
         "audit_decisions",
@@ -75,9 +90,23 @@ GRANTS: dict[str, tuple[tuple[str, str, str], ...]] = {
         (OPS, "linkage_review_audit", "SELECT, INSERT"),
     ),
     "views": tuple((VIEWS, t, _DML) for t in TABLES[VIEWS]),
-    # Erasure, rectification, retention and re-identification (audited) touch every table.
-    "rights": tuple((s, "*", _DML) for s in SCHEMAS),
+    # Erasure, rectification and retention touch every table; identifiers are written and deleted
+    # (counted by `identifier_count`) but read only through `reidentification_answer` (FUNCTIONS).
+    "rights": (
+        (VAULT, "vault_subjects", "INSERT, DELETE"),
+        (VAULT, "vault_subjects", "SELECT (token, event_id, partner, digest, recorded_at, identifier_count)"),
+        (VAULT, "vault_links", _DML),
+        (VAULT, "vault_aliases", _DML),
+        (VAULT, "reidentification_requests", "SELECT, INSERT, UPDATE"),
+        (VAULT, "reidentification_audit", "SELECT, INSERT"),
+        (VIEWS, "*", _DML),
+        (OPS, "*", _DML),
+    ),
     "analyst": tuple((VIEWS, t, "SELECT") for t in TABLES[VIEWS]),
+}
+# role -> functions it may EXECUTE (each SECURITY DEFINER, owned by the owner, audited).
+FUNCTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "rights": ((VAULT, "reidentification_answer(bigint, text)"),),
 }
 _TEMP = {"enforcer", "rights"}  # the vault's batched writes COPY into a temporary table
 
@@ -134,7 +163,9 @@ def init(admin_dsn: str, settings: Settings, owner: str = OWNER) -> list[RoleLog
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
         for schema, ddls in _DDL:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+            # pg_temp last: a SECURITY DEFINER function keeps this path, and a caller's temporary
+            # table must never shadow the vault's tables inside it.
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}, pg_temp").format(sql.Identifier(schema)))
             for ddl in ddls:
                 conn.execute(ddl)  # type: ignore[arg-type]  # static DDL of the components
         conn.execute("RESET ROLE")
@@ -161,7 +192,11 @@ def _ensure_role(conn: psycopg.Connection[Any], name: str, *, login: bool, passw
 
 
 def _adopt_public_tables(conn: psycopg.Connection[Any], owner: str) -> None:
-    """Tables the embedded default made in `public` move to their schema, owned by the owner."""
+    """Tables the embedded default made in `public` move to their schema, owned by the owner; its
+    functions are dropped (the DDL makes them afresh in the schema, with that search path)."""
+    for functions in FUNCTIONS.values():
+        for _, function in functions:
+            conn.execute(sql.SQL("DROP FUNCTION IF EXISTS public.{}").format(sql.SQL(function)))
     for schema, tables in TABLES.items():
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
@@ -198,6 +233,7 @@ def _revoke(conn: psycopg.Connection[Any], grantee: str, schema: str) -> None:
     conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(s, who))
     conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(s, who))
     conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(s, who))
+    conn.execute(sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {} FROM {}").format(s, who))
 
 
 def _grant(conn: psycopg.Connection[Any], db: sql.Identifier, login: RoleLogin) -> None:
@@ -216,6 +252,14 @@ def _grant(conn: psycopg.Connection[Any], db: sql.Identifier, login: RoleLogin) 
         conn.execute(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(on, who))  # type: ignore[arg-type]
         if "INSERT" in privileges:
             writes.add(schema)
+    for schema, function in FUNCTIONS.get(login.role, ()):
+        conn.execute(
+            sql.SQL("GRANT EXECUTE ON FUNCTION {}.{} TO {}").format(
+                sql.Identifier(schema),
+                sql.SQL(function),  # static signature above
+                who,
+            )
+        )
     for schema in login.schemas():
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), who))
     for schema in sorted(writes):  # bigserial ids

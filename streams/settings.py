@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     )
     schemas_dir: Path = Field(ROOT / "schemas", description="Directory of Avro schemas")
     factors_path: Path = Field(ROOT / "factors.yaml", description="Risk/protective factor catalogue")
+    rights_roles_path: Path = Field(
+        ROOT / "rights-roles.yaml",
+        description="Each partner's data owners (re-identification) and officers (subject access)",
+    )
 
     security_protocol: SecurityProtocol = Field("PLAINTEXT", description="Kafka security protocol")
     sasl_mechanism: SaslMechanism | None = Field(None, description="SASL mechanism")

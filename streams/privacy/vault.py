@@ -7,53 +7,40 @@ and audits every request, granted or refused (DPA 2018 s.62: who, what, when, wh
 
 Tables (PostgreSQL; created by `ensure_schema`, PUBLIC access revoked: grant them to the vault's own
 role only):
-- `vault_subjects(token, event_id, partner, identifiers, recorded_at)`: written by the enforcer
-  (`record_prepared`), one row per subject an event carried, with the identifiers exactly as the
-  partner sent them (a JSON object, kind -> value); `token` is a linkage token of that subject.
-  `vault_identities(token, partner, kind, value, event_id, recorded_at)` is a view of it, one row
-  per identifier (the table's layout before it held one row per subject: a sixth of the rows and
-  index entries to write, at ~70k identifiers a second under a 10k events/s enforcer).
+- `vault_subjects(token, event_id, partner, identifiers, recorded_at, digest, identifier_count)`:
+  written by the enforcer (`record_prepared`), one row per subject an event carried, with the
+  identifiers exactly as the partner sent them (a JSON object, kind -> value); `token` is a linkage
+  token of that subject. `identifier_count` (generated) lets erasure and retention count what
+  they deleted without reading an identifier. `vault_identities(token, partner, kind, value,
+  event_id, recorded_at)` is a view of it, one row per identifier (the table's layout before it
+  held one row per subject: a sixth of the rows and index entries to write, at ~70k identifiers a
+  second under a 10k events/s enforcer).
 - `vault_links(event_id, subject_index, person_token, tokens)`: written by the linker, one row per
   linked record (`link_many`); merges move rows to the surviving person token (`merge_many`) and
   are remembered in `vault_aliases` so a stale person token still resolves.
-- `reidentification_audit(id, at, requester, partner, token, justification, outcome, reason, returned)`.
-
-Authorisation: a requester is `"<partner>:<person>"` (e.g. `thames_valley_police:dpo.jones`) and may
-only ask about the partner before the colon; authenticating that string (SSO, a PostgreSQL role per
-requester) belongs to the deployment. It is deliberately a plain rule rather than a roles table,
-so the audit line alone shows why a request was refused.
+- the re-identification requests and their audit (`streams.privacy.vault_access`): identifiers
+  leave the vault only through its SECURITY DEFINER function, for a request a second data owner
+  approved (`streams.rights.reidentify`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import psycopg
 
-from streams.errors import SharingBusError
 from streams.pg import managed
 from streams.privacy.identifiers import SUBJECT_FIELDS
+from streams.privacy.vault_access import SCHEMA as ACCESS_SCHEMA
+from streams.privacy.vault_access import audit
 
-__all__ = [
-    "IDENTIFIER_FIELDS",
-    "MIN_JUSTIFICATION",
-    "SCHEMA",
-    "Identity",
-    "ReidentificationRefused",
-    "Vault",
-    "copy_prefix",
-    "delete_subjects",
-]
+__all__ = ["ACCESS_SCHEMA", "IDENTIFIER_FIELDS", "SCHEMA", "Vault", "copy_prefix", "delete_subjects"]
 
-MIN_JUSTIFICATION = 20
 IDENTIFIER_FIELDS = SUBJECT_FIELDS
-_REQUESTER = re.compile(r"(?P<partner>[a-z][a-z0-9_]*):(?P<person>\S.*)")
-Outcome = Literal["granted", "not_found", "refused"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS vault_subjects (
@@ -97,38 +84,10 @@ CREATE TABLE IF NOT EXISTS vault_aliases (
     from_token text PRIMARY KEY,
     into_token text NOT NULL
 );
-CREATE TABLE IF NOT EXISTS reidentification_audit (
-    id bigserial PRIMARY KEY,
-    at timestamptz NOT NULL DEFAULT now(),
-    requester text NOT NULL,
-    partner text,
-    token text NOT NULL,
-    justification text NOT NULL,
-    outcome text NOT NULL CHECK (outcome IN ('granted', 'not_found', 'refused', 'erased')),
-    reason text NOT NULL,
-    returned int NOT NULL DEFAULT 0
-);
-REVOKE ALL ON vault_subjects, vault_identities, vault_links, vault_aliases, reidentification_audit
-    FROM PUBLIC;
+ALTER TABLE vault_subjects ADD COLUMN IF NOT EXISTS identifier_count int
+    GENERATED ALWAYS AS (jsonb_array_length(jsonb_path_query_array(identifiers, '$.keyvalue()'))) STORED;
+REVOKE ALL ON vault_subjects, vault_identities, vault_links, vault_aliases FROM PUBLIC;
 """
-
-
-class ReidentificationRefused(SharingBusError):
-    """The request was refused (and audited); `reason` says why without revealing anything."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"re-identification refused: {reason}")
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """One identifier as the owning partner sent it, and the event it came with."""
-
-    kind: str
-    value: str
-    event_id: str
-    token: str
 
 
 # COPY text format: backslash, tab, newline and carriage return are escaped; NUL cannot be stored.
@@ -165,8 +124,8 @@ def delete_subjects(conn: psycopg.Connection[Any], condition: str, params: Seque
     """`DELETE FROM vault_subjects s <condition>` (a WHERE, maybe after a USING); returns how many
     identifiers the deleted rows held, the unit erasure and retention reports count in."""
     row = conn.execute(
-        f"WITH gone AS (DELETE FROM vault_subjects s {condition} RETURNING s.identifiers) "  # type: ignore[arg-type]
-        "SELECT coalesce(sum((SELECT count(*) FROM jsonb_object_keys(identifiers))), 0)::int FROM gone",
+        f"WITH gone AS (DELETE FROM vault_subjects s {condition} RETURNING s.identifier_count) "  # type: ignore[arg-type]
+        "SELECT coalesce(sum(identifier_count), 0)::int FROM gone",
         params,
     ).fetchone()
     return int(row[0]) if row else 0
@@ -195,6 +154,7 @@ class Vault:
                 return
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('sharingbus.vault'))")
             conn.execute(SCHEMA)  # type: ignore[arg-type]
+            conn.execute(ACCESS_SCHEMA)  # type: ignore[arg-type]
 
     # --- writers ----------------------------------------------------------------------------------
 
@@ -293,97 +253,6 @@ class Vault:
                 )
                 cur.execute("UPDATE vault_links SET person_token = %s WHERE person_token = %s", (new, old))
 
-    # --- re-identification ------------------------------------------------------------------------
-
-    def reidentify(
-        self, token: str, requester: str, partner: str | None, justification: str
-    ) -> list[Identity]:
-        """The identifiers `partner` itself sent for `token` (a person or linkage token).
-
-        Raises ReidentificationRefused (after auditing it) when the justification is shorter than
-        MIN_JUSTIFICATION characters or the requester is not `<partner>:<person>` of that partner.
-        An empty list means "authorised, but this partner sent nothing about this token".
-        """
-        justification = (justification or "").strip()
-        match = _REQUESTER.fullmatch(requester or "")
-        partner = partner or (match.group("partner") if match else None)
-        reason = ""
-        if len(justification) < MIN_JUSTIFICATION:
-            reason = f"justification shorter than {MIN_JUSTIFICATION} characters"
-        elif match is None:
-            reason = "requester must be '<partner>:<person>'"
-        elif match.group("partner") != partner:
-            reason = "requester is not a data owner of the partner"
-        with self._connect() as conn:
-            if reason:
-                self._audit(conn, requester, partner, token, justification, "refused", reason, 0)
-                conn.commit()
-                raise ReidentificationRefused(reason)
-            found = self._lookup(conn, token, str(partner))
-            outcome: Outcome = "granted" if found else "not_found"
-            self._audit(conn, requester, partner, token, justification, outcome, "data owner", len(found))
-        return found
-
-    def _lookup(self, conn: psycopg.Connection[Any], token: str, partner: str) -> list[Identity]:
-        if token.startswith("p."):
-            rows = conn.execute(
-                """
-                WITH root AS (
-                    SELECT COALESCE(
-                        (SELECT into_token FROM vault_aliases WHERE from_token = %(t)s), %(t)s
-                    ) AS p
-                ), persons AS (
-                    SELECT p FROM root
-                    UNION SELECT from_token FROM vault_aliases, root WHERE into_token = root.p
-                )
-                SELECT DISTINCT i.kind, i.value, i.event_id, i.token
-                FROM vault_links l JOIN vault_identities i
-                  ON i.event_id = l.event_id AND i.token = ANY (l.tokens)
-                WHERE l.person_token IN (SELECT p FROM persons) AND i.partner = %(partner)s
-                ORDER BY i.event_id, i.kind, i.value
-                """,
-                {"t": token, "partner": partner},
-            ).fetchall()
-        else:
-            rows = conn.execute(
-                "SELECT DISTINCT kind, value, event_id, token FROM vault_identities "
-                "WHERE token = %s AND partner = %s ORDER BY event_id, kind, value",
-                (token, partner),
-            ).fetchall()
-        return [Identity(*row) for row in rows]
-
-    @staticmethod
-    def _audit(
-        conn: psycopg.Connection[Any],
-        requester: str,
-        partner: str | None,
-        token: str,
-        justification: str,
-        outcome: str,
-        reason: str,
-        returned: int,
-    ) -> None:
-        conn.execute(
-            "INSERT INTO reidentification_audit "
-            "(requester, partner, token, justification, outcome, reason, returned) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (requester or "", partner, token, justification, outcome, reason, returned),
-        )
-
-    def audit_log(self, token: str | None = None) -> list[dict[str, Any]]:
-        """Audit rows (all, or for one token), oldest first."""
-        query = (
-            "SELECT id, at, requester, partner, token, justification, outcome, reason, returned "
-            "FROM reidentification_audit"
-        )
-        with self._connect() as conn:
-            cur = conn.execute(
-                query + (" WHERE token = %s ORDER BY id" if token else " ORDER BY id"),
-                (token,) if token else (),
-            )
-            names = [d.name for d in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
     # --- erasure ----------------------------------------------------------------------------------
 
     def forget(self, token: str, requester: str = "system:erasure", justification: str = "erasure") -> int:
@@ -419,5 +288,14 @@ class Vault:
                 ).rowcount
             else:
                 deleted = delete_subjects(conn, "WHERE s.token = %s", (token,))
-            self._audit(conn, requester, None, token, justification, "erased", "erasure", deleted)
+            audit(
+                conn,
+                "erased",
+                requester=requester,
+                partner=None,
+                token=token,
+                justification=justification,
+                reason="erasure",
+                returned=deleted,
+            )
         return deleted

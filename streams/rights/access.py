@@ -6,8 +6,9 @@ of the identifiers the controller holds (the linker's records in the vault, and 
 which still knows events erased since), and each of the controller's events is looked up in the
 ledger (`AuditStore.by_event`): who received it, when, under which agreement and lawful basis,
 which fields as they were, which transformed (and how), which withheld; then what requests did to
-it. Other controllers' events about the same person are only counted, never described: the
-controller asked must not learn what another agency holds.
+it. Other controllers' events about the same person are skipped without a trace: not described,
+not counted, and `found` says only whether this controller shared or was asked anything, so the
+report never tells the controller (or the person) whether police or social care hold records.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ from streams.rights.context import shared_decisions
 from streams.rights.links import LinkIndex, subject_tokens
 from streams.rights.store import RightsStore
 
-__all__ = ["OTHER_CONTROLLER", "build_report", "render_html"]
-
-OTHER_CONTROLLER = "held by another controller"
+__all__ = ["build_report", "render_html"]
 
 
 def _forms(agreements: AgreementSet, catalogue: Catalogue, record: Mapping[str, Any]) -> dict[str, str]:
@@ -97,13 +96,9 @@ def build_report(
     event_ids = list(dict.fromkeys([*linked, *(e for r in requests for e in r["event_ids"])]))
     applied = _applied(requests)
     sharings: list[dict[str, Any]] = []
-    others = 0
     for event_id in event_ids:
         records = ledger.by_event(event_id)
-        if not records:
-            continue
-        if records[0]["source_partner"] != partner:
-            others += 1
+        if not records or records[0]["source_partner"] != partner:
             continue
         for rec in shared_decisions(records):
             done = applied.get((event_id, str(rec["recipient"])), [])
@@ -130,10 +125,9 @@ def build_report(
         "controller": {"id": partner, "name": catalogue.partner(partner).name},
         "generated_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "searched_by": sorted(k for k, v in identifiers.items() if v not in (None, "")),
-        "found": bool(tokens) and bool(event_ids),
+        "found": bool(sharings) or bool(requests),
         "sharings": sharings,
         "requests": [_request(r) for r in requests],
-        "other_controllers": {"events": others, "note": f"{OTHER_CONTROLLER}: ask that controller"},
     }
 
 
@@ -199,7 +193,6 @@ def render_html(report: Mapping[str, Any]) -> str:
         [_e(r["received_at"]), _e(r["kind"]), _e(r["reason"]), _e(len(r["actions"]))]
         for r in report["requests"]
     ]
-    others = report["other_controllers"]
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>Subject access report: {_e(controller['name'])}</title>"
@@ -224,6 +217,6 @@ def render_html(report: Mapping[str, Any]) -> str:
         )
         + f"<h2>Requests applied ({len(report['requests'])})</h2>"
         + _table(("Received", "Kind", "Reason", "Actions"), request_rows)
-        + f"<h2>Other controllers</h2><p>{_e(others['events'])} further record(s) about this person are "
-        f"{_e(OTHER_CONTROLLER)}; ask that controller.</p></body></html>"
+        + "<p>This report covers this controller only: other organisations answer for what they hold.</p>"
+        "</body></html>"
     )

@@ -39,6 +39,7 @@ from streams.privacy.identifiers import upn_check_letter
 from streams.privacy.keys import KeyRing
 from streams.publish.publisher import Publisher
 from streams.settings import ROOT, Settings
+from tests.support.reid import as_caller
 from tests.support.stack import audit_records, decoded, header, sharebus, shared_event_ids, wait_until
 from tests.workers import WorkerProcess, discard, start_worker
 
@@ -237,7 +238,8 @@ def shared_ids(settings: Settings) -> dict[str, set[str]]:
 
 
 def access(settings: Settings, pupil: str) -> dict[str, Any]:
-    done = sharebus(settings, "subject-access", "--partner", SCHOOLS, "--identifier", f"upn={pupil}")
+    officer = as_caller(settings, "schools.sar.officer")  # the shipped rights-roles.yaml
+    done = sharebus(officer, "subject-access", "--partner", SCHOOLS, "--identifier", f"upn={pupil}")
     assert done.returncode == 0, done.stdout + done.stderr
     return dict(json.loads(done.stdout))
 

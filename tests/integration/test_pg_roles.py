@@ -1,7 +1,9 @@
 """`sharebus db init` on real PostgreSQL: each role connects as itself and reads only what it needs.
 
 The test makes its own database and uniquely named roles (roles are cluster-wide) and drops both.
-The matrix below is the contract: every role x table is tried with a real `SELECT *`.
+The matrix below is the contract: every role x table is tried with a real `SELECT *`, and every
+role x the vault's answering function with a real call. Identifiers are read by nobody directly:
+only through the function, for a request a second data owner approved, audited.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import pytest
 
 from streams.pg_roles import DB_ROLES, SCHEMAS, TABLES, init
 from streams.privacy.vault import Vault
+from streams.privacy.vault_access import VaultAccess
 from streams.settings import Settings
 from streams.views.sink import ViewsSink
 from tests.conftest import PG_ADMIN_DSN
+from tests.support.reid import Identities, owners_of
 
 ROOT = Path(__file__).resolve().parents[2]
-WHY = "Safeguarding referral 2026/0142: confirm identity before strategy meeting"
 BASE = PG_ADMIN_DSN.rsplit("/", 1)[0]  # postgresql://postgres@127.0.0.1:5432
 HOST = BASE.split("@", 1)[1]
 
@@ -38,7 +41,13 @@ READABLE: dict[str, set[str]] = {
         f"{OPS}.linkage_review_audit",
     },
     "views": {f"{W}.person_profiles", f"{W}.person_factors", f"{W}.area_counts"},
-    "rights": {f"{s}.{t}" for s, tables in TABLES.items() for t in tables},
+    # Everything but the identifiers (vault_subjects.identifiers and the view over them).
+    "rights": {
+        f"{s}.{t}"
+        for s, tables in TABLES.items()
+        for t in tables
+        if (s, t) not in {(V, "vault_subjects"), (V, "vault_identities")}
+    },
     "analyst": {f"{W}.person_profiles", f"{W}.person_factors", f"{W}.area_counts"},
 }
 ALL_TABLES = sorted(f"{s}.{t}" for s, tables in TABLES.items() for t in tables)
@@ -109,7 +118,7 @@ def test_each_role_reads_only_its_tables(db: Db) -> None:
     assert got == READABLE
 
 
-def test_analyst_reading_the_vault_is_refused(db: Db) -> None:
+def test_analyst_reading_the_vault_is_refused(db: Db, tmp_path: Path) -> None:
     init(db.admin, db.settings, db.owner)
     tok, person = _seed(db)
     with psycopg.connect(db.dsn("analyst"), autocommit=True) as conn:
@@ -117,6 +126,8 @@ def test_analyst_reading_the_vault_is_refused(db: Db) -> None:
         for query in (
             "SELECT * FROM sharingbus_vault.vault_subjects",
             "SELECT * FROM sharingbus_vault.vault_identities",
+            "SELECT * FROM sharingbus_vault.reidentification_requests",
+            "SELECT * FROM sharingbus_vault.reidentification_answer(1, 'x')",
             "INSERT INTO person_profiles (person_token, score, factors) VALUES ('p.x', 1, '{}')",
             "CREATE TABLE public.stolen (x text)",
         ):
@@ -127,10 +138,57 @@ def test_analyst_reading_the_vault_is_refused(db: Db) -> None:
         assert conn.execute("SELECT token FROM vault_subjects").fetchall() == [(tok,)]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT identifiers FROM vault_subjects")
-    # The rights service answers a data owner, and audits the request under its own role.
-    found = Vault(db.dsn("rights")).reidentify(person, "tvp:dpo.jones", "tvp", WHY)
+    # The rights role cannot read identifiers either, and gets nothing from the function unapproved.
+    ids = Identities(tmp_path, owners_of("tvp"))
+    service = ids.service(db.dsn("rights"))
+    request_id = service.request(ids.token("tvp.owner.a"), person, "tvp", "Safeguarding referral 2026/0142")
+    with psycopg.connect(db.dsn("rights"), autocommit=True) as conn:
+        for query in (
+            "SELECT identifiers FROM vault_subjects",
+            "SELECT * FROM vault_identities",
+            "UPDATE reidentification_audit SET outcome = 'granted'",
+            "DELETE FROM reidentification_audit",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(query)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not approved"):
+            conn.execute("SELECT * FROM reidentification_answer(%s, 'tvp.owner.a')", (request_id,))
+        # A temporary table cannot stand in for the requests inside the function (pg_temp is last).
+        conn.execute("CREATE TEMP TABLE reidentification_requests AS SELECT * FROM reidentification_requests")
+        conn.execute("UPDATE pg_temp.reidentification_requests SET state = 'approved', approver = 'me'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not approved"):
+            conn.execute(
+                "SELECT * FROM sharingbus_vault.reidentification_answer(%s, 'tvp.owner.a')", (request_id,)
+            )
+    # Approved by a second owner, the rights service answers and the function audits it.
+    service.approve(ids.token("tvp.owner.b"), request_id)
+    found = service.answer(ids.token("tvp.owner.a"), request_id)
     assert sorted((i.kind, i.value) for i in found) == [("family_name", "Smith"), ("pnc_id", "19/0012345X")]
-    assert [r["outcome"] for r in Vault(db.dsn("rights")).audit_log(person)] == ["granted"]
+    rows = VaultAccess(db.dsn("rights")).audit_log(person)
+    assert [(r["outcome"], r["approver"]) for r in rows] == [
+        ("requested", None),
+        ("approved", "tvp.owner.b"),
+        ("granted", "tvp.owner.b"),
+    ]
+    # Erasure by the rights role deletes and counts identifiers it cannot read.
+    assert Vault(db.dsn("rights")).forget(tok) == 2
+
+
+def test_only_the_rights_role_may_call_the_vaults_answering_function(db: Db) -> None:
+    init(db.admin, db.settings, db.owner)
+    for role in DB_ROLES:
+        with psycopg.connect(db.dsn(role), autocommit=True) as conn:
+            try:
+                conn.execute("SELECT * FROM sharingbus_vault.reidentification_answer(0, 'nobody')").fetchall()
+            except psycopg.errors.InsufficientPrivilege as exc:
+                called = "no re-identification request" in str(exc)  # inside: it ran, and refused
+            assert called == (role == "rights"), role
+    with psycopg.connect(db.admin) as conn:
+        row = conn.execute(
+            "SELECT prosecdef, proconfig, pg_get_userbyid(proowner) FROM pg_proc"
+            " WHERE proname = 'reidentification_answer'"
+        ).fetchone()
+    assert row == (True, ["search_path=sharingbus_vault, pg_temp"], db.owner)
 
 
 def test_login_roles_hold_no_power(db: Db) -> None:

@@ -5,10 +5,11 @@
   whichever way round (here: a school without an agreement claiming to be the one that has one).
 - A recipient with no agreement receives nothing: no shared topic for it has a record, and the
   ledger shows the default denial, naming it, for every event.
-- Re-identification (`sharebus reidentify`, a real subprocess over the vault the enforcer filled)
-  is granted only to the owning partner's data owner with a justification; asking for another
-  partner's data, without a justification, or without saying who you are is refused, prints
-  nothing identifying, and is audited (`reidentification_audit`) like every granted request.
+- Re-identification (`sharebus reidentify`, real subprocesses over the vault the enforcer filled)
+  answers only a verified data owner of the owning partner (rights-roles.yaml) whose request a
+  second, different owner of that partner approved; a typed requester, an unlisted identity,
+  another partner's owner, a short justification, an unapproved or self-approved request are
+  refused, print nothing identifying, and are audited (`reidentification_audit`) like every step.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from streams.publish.publisher import prepare_event
 from streams.publish.simulate import Simulation
 from streams.registry.client import RegistrySchemas, registry_client
 from streams.settings import ROOT
+from tests.support.reid import as_caller
 from tests.support.stack import (
     Stack,
     audit_records,
@@ -40,6 +42,7 @@ from tests.support.stack import (
     query,
     raw_producer,
     read_topic,
+    sharebus,
     shared_event_ids,
     topic_names,
     wait_decided,
@@ -129,19 +132,21 @@ def test_spoofed_partners_and_unagreed_recipients_receive_nothing(bus: tuple[Sta
 
 OWNER = "thames_valley_police"
 JUSTIFICATION = "Safeguarding referral 4411: MASH needs to contact the young person's school"
+# Identities of the shipped rights-roles.yaml: two police data owners, and one of the schools.
+JONES, KHAN, SMITH = "tvp.dpo.jones", "tvp.dpo.khan", "schools.dpo.smith"
 
 
 def _audit_rows(dsn: str) -> list[dict[str, Any]]:
     rows = query(
         dsn,
-        "SELECT requester, partner, token, justification, outcome, reason, returned "
+        "SELECT requester, approver, partner, token, justification, outcome, reason, returned "
         "FROM reidentification_audit ORDER BY id",
     )
-    names = ("requester", "partner", "token", "justification", "outcome", "reason", "returned")
+    names = ("requester", "approver", "partner", "token", "justification", "outcome", "reason", "returned")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def test_reidentification_only_for_the_owner_with_a_justification_and_always_audited(
+def test_reidentification_needs_two_verified_owners_of_the_partner_and_is_always_audited(
     bus: tuple[Stack, WorkerProcess],
 ) -> None:
     stack, _ = bus
@@ -160,70 +165,66 @@ def test_reidentification_only_for_the_owner_with_a_justification_and_always_aud
 
     rows = wait_until(linked, 90, "the vault to link people the police sent", 2.0)
     assert rows is not None
-    others = {v for _, p, v in rows if p != OWNER}
     by_person: dict[str, set[str]] = {}
     for t, p, v in rows:
         if p == OWNER:
             by_person.setdefault(t, set()).add(v)
-    # The person with the most identifiers that only the police sent (so they show who got what).
-    token = max(by_person, key=lambda t: (len(by_person[t] - others), t))
+    token = max(by_person, key=lambda t: (len(by_person[t]), t))
     owner_values = by_person[token]
-    police_only = owner_values - others
-    assert police_only, "the police should hold identifiers nobody else sent"
 
-    def ask(requester: str, justification: str | None, *extra: str) -> tuple[int, str, str]:
-        args = ["reidentify", "--token", token, "--requester", requester, "--json", *extra]
-        if justification is not None:
-            args += ["--justification", justification]
-        result = stack.sharebus(*args, timeout=60)
+    def ask(subject: str | None, *args: str) -> tuple[int, str, str]:
+        caller = stack.settings if subject is None else as_caller(stack.settings, subject)
+        result = sharebus(caller, "reidentify", *args, timeout=60)
         return result.returncode, result.stdout, result.stderr
 
-    # The owner's data owner, with a reason: the police's own identifiers, and only theirs.
-    code, out, err = ask(f"{OWNER}:dpo.jones", JUSTIFICATION)
-    assert code == 0, err
-    returned = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert returned and {r["value"] for r in returned} <= owner_values
-    assert police_only & {r["value"] for r in returned}
-
-    refusals = [
-        ("reading_schools:dpo.smith", JUSTIFICATION, ("--partner", OWNER), "not a data owner"),
-        (f"{OWNER}:dpo.jones", "", (), "justification"),
-        (f"{OWNER}:dpo.jones", "   \t  ", (), "justification"),
-        (f"{OWNER}:dpo.jones", "because", (), "justification"),
-        ("dpo.jones", JUSTIFICATION, ("--partner", OWNER), "requester"),
-        (f"{OWNER}:", JUSTIFICATION, (), "requester"),
-        (f"{OWNER}:dpo.jones", JUSTIFICATION, ("--partner", "reading_schools"), "not a data owner"),
+    # The attack on a bus without dual control: a typed requester. Refused; nothing identifying.
+    attacks = [
+        (
+            None,
+            ("--token", token, "--requester", f"{OWNER}:made.up.person", "--justification", JUSTIFICATION),
+        ),
+        (None, ("break-glass", "--token", token, "--partner", OWNER, "--justification", JUSTIFICATION)),
+        (
+            "made.up.person",
+            ("break-glass", "--token", token, "--partner", OWNER, "--justification", JUSTIFICATION),
+        ),
+        (SMITH, ("request", "--token", token, "--partner", OWNER, "--justification", JUSTIFICATION)),
+        (JONES, ("request", "--token", token, "--justification", "because")),
     ]
-    with ThreadPoolExecutor(len(refusals)) as pool:  # independent requests: asked at once
-        answers = list(pool.map(lambda r: ask(r[0], r[1], *r[2]), refusals))
-    for (requester, justification, extra, why), (code, out, err) in zip(refusals, answers, strict=True):
-        assert code == 2, (requester, justification, extra, code, err)
-        assert "refused" in err and why in err, err
+    with ThreadPoolExecutor(len(attacks)) as pool:  # independent requests: asked at once
+        answers = list(pool.map(lambda a: ask(a[0], *a[1]), attacks))
+    for (who, args), (code, out, err) in zip(attacks, answers, strict=True):
+        assert code == 2, (who, args, err)
         assert not any(v in out + err for v in owner_values), "a refusal printed an identifier"
 
-    # Another partner asking as itself gets its own records only, never the police's.
-    code, out, err = ask("reading_schools:dpo.smith", JUSTIFICATION)
+    # One owner asks; alone it gets nothing, nor by approving itself; a second owner approves.
+    code, out, err = ask(JONES, "request", "--token", token, "--justification", JUSTIFICATION)
     assert code == 0, err
-    assert not police_only & {json.loads(line)["value"] for line in out.splitlines() if line.strip()}
+    request_id = out.strip()
+    for who, args in (
+        (JONES, ("answer", request_id)),
+        (JONES, ("approve", request_id)),
+        (SMITH, ("approve", request_id)),
+    ):
+        code, out, err = ask(who, *args)
+        assert code == 2 and out == "" and "refused" in err, (who, args, err)
+    assert ask(KHAN, "approve", request_id)[0] == 0
+    code, out, err = ask(JONES, "answer", request_id, "--json")
+    assert code == 0, err
+    returned = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert returned and {r["value"] for r in returned} == owner_values  # the police's own, all of them
 
-    # No justification at all is a usage error: nothing reaches the vault, nothing to audit.
-    before = len(_audit_rows(settings.postgres_dsn))
-    code, out, err = ask(f"{OWNER}:dpo.jones", None)
-    assert code == 2 and "justification" in err and not out
-    assert len(_audit_rows(settings.postgres_dsn)) == before
-
-    # Every request that reached the vault is in the audit: who, for whom, why, what came of it.
+    # Every step is in the audit, with both identities where there are two.
     audit = _audit_rows(settings.postgres_dsn)
-    assert [a["outcome"] for a in audit] == ["granted"] + ["refused"] * len(refusals) + [
-        "granted" if audit[-1]["returned"] else "not_found"
-    ]
-    assert audit[0]["requester"] == f"{OWNER}:dpo.jones" and audit[0]["returned"] == len(returned)
-    assert audit[0]["justification"] == JUSTIFICATION and audit[0]["token"] == token
-    # The refusals reached the vault in whatever order they were asked in: match them up by who
-    # asked with what justification (the two blank justifications expect the same row).
-    refused = sorted(audit[1 : 1 + len(refusals)], key=lambda a: (a["requester"], a["justification"]))
-    asked = sorted(refusals, key=lambda r: (r[0], r[1].strip()))
-    for row, (requester, justification, _, why) in zip(refused, asked, strict=True):
-        assert row["requester"] == requester and row["returned"] == 0 and row["token"] == token
-        assert row["justification"] == justification.strip()
-        assert why.split()[0] in row["reason"]
+    steps = [(a["outcome"], a["requester"], a["approver"]) for a in audit if a["outcome"] != "refused"]
+    assert steps == [("requested", JONES, None), ("approved", JONES, KHAN), ("granted", JONES, KHAN)]
+    refusals = [a for a in audit if a["outcome"] == "refused"]
+    assert len(refusals) == len(attacks) - 1 + 3  # the typed --requester never reached the vault
+    assert all(a["returned"] == 0 and a["token"] == token for a in audit if a["outcome"] != "granted")
+    assert {(a["requester"], a["approver"]) for a in refusals[-3:]} == {
+        (JONES, None),
+        (JONES, JONES),
+        (JONES, SMITH),
+    }
+    granted = audit[-1]
+    assert granted["returned"] == len(returned) and granted["justification"] == JUSTIFICATION

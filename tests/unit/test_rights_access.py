@@ -1,18 +1,20 @@
-"""Subject access: every sharing of the controller's own events, others' only counted, HTML escaped."""
+"""Subject access: every sharing of the controller's own events, nothing of others', HTML escaped."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.agreements import load_agreements
 from streams.avro.catalogue import load_catalogue
 from streams.privacy.identifiers import upn_check_letter
 from streams.privacy.keys import KeyRing
-from streams.rights.access import OTHER_CONTROLLER, build_report, render_html
+from streams.rights.access import build_report, render_html
 from streams.rights.links import LinkRow, subject_tokens
 from streams.settings import ROOT
 
+NOW = datetime(2026, 4, 2, tzinfo=UTC)
 UPN = upn_check_letter("870000000001") + "870000000001"
 
 
@@ -59,10 +61,13 @@ def _decision(event_id: str, partner: str, recipient: str, **extra: Any) -> dict
     } | extra
 
 
-def _report(requests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _report(
+    requests: list[dict[str, Any]] | None = None, *, school_events: bool = True, police_events: bool = True
+) -> dict[str, Any]:
     catalogue, keyring = load_catalogue(), KeyRing.generate()
     tokens = subject_tokens({"upn": UPN}, "reading_schools", keyring, keyring.active_id)
-    links = _Links([LinkRow("e1", 0, "p.x", tuple(tokens)), LinkRow("police1", 0, "p.x", ("t",))])
+    rows = [LinkRow("police1", 0, "p.x", tuple(tokens))] if police_events else []
+    links = _Links([*rows, *([LinkRow("e1", 0, "p.x", tuple(tokens))] if school_events else [])])
     school = [
         _decision("e1", "reading_schools", "reading_yjs_team"),
         _decision("e1", "reading_schools", "x", outcome="denied"),
@@ -79,10 +84,11 @@ def _report(requests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         links=links,  # type: ignore[arg-type]
         ledger=ledger,  # type: ignore[arg-type]
         store=_Store(requests or []),  # type: ignore[arg-type]
+        now=NOW,
     )
 
 
-def test_the_report_lists_the_controllers_sharings_in_full_and_counts_the_others() -> None:
+def test_the_report_lists_the_controllers_sharings_in_full_and_nothing_of_the_others() -> None:
     report = _report()
     (sharing,) = report["sharings"]  # the denied decision is not a sharing
     assert sharing["recipient"]["id"] == "reading_yjs_team" and sharing["status"] == "shared"
@@ -92,7 +98,7 @@ def test_the_report_lists_the_controllers_sharings_in_full_and_counts_the_others
         "withheld": ["subject.given_name"],
     }
     assert any("s.16" in basis for basis in sharing["agreement"]["lawful_basis"])
-    assert report["other_controllers"]["events"] == 1
+    assert "other_controllers" not in report
     assert "police1" not in str(report) and "stop_search" not in str(report) and UPN not in str(report)
     assert report["searched_by"] == ["upn"]
 
@@ -133,4 +139,15 @@ def test_html_escapes_everything_and_runs_nothing() -> None:
     )
     page = render_html(report)
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert OTHER_CONTROLLER in page and "Reading Youth Justice Service" in page
+    assert "Reading Youth Justice Service" in page and "another controller" not in page
+
+
+def test_what_other_controllers_hold_changes_nothing_in_the_report() -> None:
+    """A person only the police hold records about reads, to the school, exactly like a stranger:
+    no count, no `found`, no word in the page (with and without the school's own sharings)."""
+    for school_events in (False, True):
+        with_police = _report(school_events=school_events, police_events=True)
+        stranger = _report(school_events=school_events, police_events=False)
+        assert with_police == stranger
+        assert render_html(with_police) == render_html(stranger)
+    assert _report(school_events=False)["found"] is False
