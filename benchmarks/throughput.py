@@ -602,7 +602,12 @@ def stage_budget(
 
 
 def latency(
-    settings: Settings, events: Sequence[Encoded], rate: float, child: Child, stage_log: Path | None = None
+    settings: Settings,
+    events: Sequence[Encoded],
+    rate: float,
+    child: Child,
+    stage_log: Path | None = None,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     """Publish `events` at `rate`/s with the partner SDK's producer settings (timestamp = publish
     time) and time their shared outputs; with the enforcer's `stage_log`, per stage as well."""
@@ -647,6 +652,8 @@ def latency(
     producer = Producer(
         settings.kafka_config(**{**PRODUCER_DEFAULTS, "linger.ms": settings.publish_linger_ms})
     )
+    cpu0 = cpu_seconds(child.proc.pid)
+    broker0 = cpu_seconds(broker_pid) if broker_pid else float("nan")
     start = time.monotonic()
     for i, e in enumerate(events):
         ahead = start + i / rate - time.monotonic()
@@ -659,7 +666,10 @@ def latency(
         )
         producer.poll(0)
     producer.flush(30)
-    achieved = len(events) / (time.monotonic() - start)
+    spent = time.monotonic() - start
+    achieved = len(events) / spent
+    cpu = (cpu_seconds(child.proc.pid) - cpu0) / spent
+    broker_cpu = ((cpu_seconds(broker_pid) - broker0) / spent) if broker_pid else float("nan")
     time.sleep(3.0)  # let the last batches through
     done.set()
     collector.join(5)
@@ -677,6 +687,8 @@ def latency(
         "rx_p99": percentile(to_rx, 99) * 1000,
         "max": (to_ts[-1] * 1000) if to_ts else float("nan"),
         "stages": stage_budget(published, acks, read_stage_log(stage_log)) if stage_log else {},
+        "cpu": cpu,
+        "broker_cpu": broker_cpu,
     }
     log(
         f"latency at {achieved:,.0f} ev/s: {len(to_ts)} shared records; publish->shared "
@@ -902,7 +914,7 @@ def main(argv: list[str] | None = None) -> None:
                             log(f"warning: {dead} events dead-lettered by the enforcer")
                         if n_latency:
                             results["latency"] = latency(
-                                settings, reframe(settings, late), args.rate, child, stage_log
+                                settings, reframe(settings, late), args.rate, child, stage_log, bus.broker_pid
                             )
                 finally:
                     child.stop()
@@ -960,7 +972,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"  latency at {r['rate']:,.0f} events/s ({r['samples']} shared records): publish->shared "
             f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; to a recipient's consumer "
-            f"p50 {r['rx_p50']:.1f} ms, p99 {r['rx_p99']:.1f} ms"
+            f"p50 {r['rx_p50']:.1f} ms, p99 {r['rx_p99']:.1f} ms; CPU of a core meanwhile: enforcer "
+            f"{r['cpu']:.0%}, broker {r['broker_cpu']:.0%}"
         )
         if r["stages"]:
             print("  latency budget per event (enforcer stage log joined with publish and broker-ack times):")

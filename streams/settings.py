@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         1, ge=0, description="How long the enforcer's producer gathers records before sending (latency)"
     )
     publish_linger_ms: int = Field(
-        5, ge=0, description="How long a partner's Publisher gathers events before sending (latency)"
+        2, ge=0, description="How long a partner's Publisher gathers events before sending (latency)"
     )
     stage_log_path: Path | None = Field(
         None, description="Write each enforced batch's stage timestamps here, as JSON lines (benchmarks)"
