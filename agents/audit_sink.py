@@ -1,23 +1,21 @@
 """The audit sink: `audit.decisions` into PostgreSQL, so subject access and erasure can query it.
 
-Batches (`take_events`) are written with one round trip each, in a thread so the event loop never
-blocks. Faust acks a batch when the agent body returns, so the body returns only after the batch
-is stored: while PostgreSQL is down the sink waits and retries (lag grows, nothing is lost). A
-record that cannot be parsed or stored is dead-lettered to `dlq.audit_sink` with a reason and the
-batch goes on. Records of other kinds (e.g. erasure requests) are not decisions and are skipped.
-The topic stays the ledger; this table is a de-duplicated, queryable copy of it, and
-`reload_from_topic` (`sharebus audit reload`) rebuilds or repairs it from the topic.
+A batched consumer (`agents.batched`) hands it up to 2,000 records a poll; each batch is written
+with one round trip and committed only after it is stored: while PostgreSQL is down the sink waits
+and retries (lag grows, nothing is lost). A record that cannot be parsed or stored is dead-lettered
+to `dlq.audit_sink` with a reason and the batch goes on. Records of other kinds (e.g. erasure
+requests) are not decisions and are skipped. The topic stays the ledger; this table is a
+de-duplicated, queryable copy of it, and `reload_from_topic` (`sharebus audit reload`) rebuilds or
+repairs it from the topic.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +37,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 STAGE = "audit_sink"
-BATCH_SIZE = 500
-BATCH_WITHIN = 1.0
 
 
 @dataclass
@@ -54,7 +50,7 @@ class SinkResult:
 
 
 class AuditSink:
-    """The batch logic, apart from Faust so tests can drive it; `handle` blocks (run it in a thread)."""
+    """The batch logic, apart from the consumer so tests can drive it; `handle` blocks."""
 
     def __init__(self, store: AuditStore, backoff: float = 0.5, max_backoff: float = 30.0) -> None:
         self.store = store
@@ -164,39 +160,11 @@ def reload_from_topic(
     return total
 
 
-def register(app: faust.App, settings: Settings, source_topic: str = topics.AUDIT_DECISIONS) -> Any:
-    """Add the audit sink agent to `app` (needs only `app.topic` and `app.agent`); returns the agent."""
-    source = app.topic(source_topic, value_serializer="raw", key_serializer="raw")
-    dlq = app.topic(topics.dlq(STAGE), value_serializer="raw", key_serializer="raw")
-    sink = AuditSink(AuditStore(settings.pg_dsn("audit")))
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=STAGE)
-
-    @app.agent(source, name=STAGE, concurrency=1)
-    async def audit_sink(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
-        sink.stopping.clear()  # the supervisor may restart the agent after a stop
-        try:
-            async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):  # type: ignore[attr-defined]
-                records = [RawRecord.from_event(e) for e in events]
-                result = await loop.run_in_executor(executor, sink.handle, records)
-                for out in result.dead:
-                    reason = dl.header(out.headers, "sharingbus.dlq.reason") or dl.INTERNAL
-                    log.warning(
-                        "audit record dead-lettered: %s", dl.header(out.headers, "sharingbus.dlq.detail")
-                    )
-                    metrics.count_dead_letter(STAGE, reason)
-                    await dlq.send(key=out.key, value=out.value, headers=out.headers)
-        finally:
-            sink.stopping.set()  # a retry loop still waiting for PostgreSQL gives up on shutdown
-
-    return audit_sink
-
-
-def register_batched(
+def register(
     app: faust.App, settings: Settings, source_topic: str = topics.AUDIT_DECISIONS
 ) -> BatchedConsumer:
-    """The same sink on a batched confluent-kafka consumer (agents/batched.py): the ledger carries
-    ~1.7 records per event, too many for Faust's per-event Stream cost on the hot path."""
+    """Add the sink to `app` on a batched confluent-kafka consumer (agents/batched.py): the ledger
+    carries ~1.7 records per event, too many for Faust's per-event Stream cost."""
     sink = AuditSink(AuditStore(settings.pg_dsn("audit")))
     producer = DeliveringProducer(settings.kafka_config())
 

@@ -1,23 +1,18 @@
 """The enforcer: raw topics in, shared/audit/link/dead-letter records out, inside the Faust worker.
 
-Two ways to feed the same engine (`streams.enforce.engine`), chosen by `SHARINGBUS_BATCHED_CONSUMERS`:
+A confluent-kafka consumer thread, run as a service of the Faust app (`agents.batched`), reads up
+to 2,000 records at a time and runs the engine (`streams.enforce.engine`); it decides the next
+batch while the previous one's outputs are delivered and its vault rows written
+(`PipelinedEnforcer`), and commits a batch only once all of that is confirmed. Faust's per-event
+Stream machinery would cost about 90 us an event on this machine, a third of the enforcer's time
+(docs/performance.md).
 
-- `batched` (default): a confluent-kafka consumer thread, run as a service of the Faust app, reads
-  up to 2,000 records at a time and runs the engine; it decides the next batch while the previous
-  one's outputs are delivered and its vault rows written (`PipelinedEnforcer`), and commits a batch
-  only once all of that is confirmed. Faust's per-event Stream machinery costs about 90 us an
-  event on this machine (a third of the enforcer's time under py-spy); this path skips it
-  (docs/performance.md). It is the contained fix the performance issue allowed for.
-- `faust`: a Faust agent over `take_events` batches; the body blocks (in a thread) until every
-  output is confirmed, so Faust acks and commits the batch only afterwards.
-
-Either way an offset is never committed before its outputs are safe (at-least-once), and a crash
-replays at most the uncommitted batches (outputs are keyed and carry the event id).
+An offset is never committed before its outputs are safe (at-least-once), and a crash replays at
+most the uncommitted batches (outputs are keyed and carry the event id).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -27,9 +22,8 @@ from typing import Any
 
 import faust
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from faust.types import TP
 
-from agents.batched import BatchedConsumer, next_offsets, record_lag
+from agents.batched import BatchedConsumer, Handler, next_offsets, record_lag
 from streams.deadletter import Output, RawRecord
 from streams.enforce.engine import Enforcer, RegistryUnavailable
 from streams.enforce.link_facts import VaultBuffer, VaultRow
@@ -40,16 +34,13 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
-BATCH_WITHIN = 0.05
-
 
 class BatchRunner:
-    """Decide a batch and deliver everything it causes; on a failed delivery, decide it again.
+    """Decide a batch and start delivering everything it causes (`PipelinedEnforcer` settles it).
 
-    A partial failure may have delivered some audit records and not others: re-sending only the
-    failures would break the hash chains, so the chains are recovered from the topic (the truth)
-    and the whole batch is decided again. Shared outputs may then arrive twice: they are keyed
+    A partial delivery failure may have delivered some audit records and not others: re-sending
+    only the failures would break the hash chains, so the chains are recovered from the topic (the
+    truth) and the whole batch is decided again. Shared outputs may then arrive twice: they are keyed
     and carry the event id, so recipients de-duplicate.
     """
 
@@ -61,18 +52,6 @@ class BatchRunner:
         # confirmed before the batch's offsets are committed. ~13% of the enforcer's wall time was
         # spent waiting for PostgreSQL alone (benchmarks/throughput.py, py-spy).
         self._vault_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault")
-
-    def __call__(self, records: list[RawRecord]) -> int:
-        """Decide and deliver one batch; returns once every output is confirmed (the Faust path)."""
-        attempt = 0
-        while True:
-            batch = self.send(records, self.decide(records))
-            failed = batch.settle(self.producer)
-            if not failed:
-                return len(batch.delivery.outputs)
-            attempt += 1
-            self.enforcer.forget_chains()
-            time.sleep(min(5.0, 0.5 * attempt))
 
     def decide(self, records: list[RawRecord]) -> Decided:
         """The batch's outputs and vault rows, waiting out a registry outage (CPU only otherwise)."""
@@ -151,8 +130,10 @@ class PipelinedEnforcer(BatchedConsumer):
     N+1 from recovered chains) can never leave N+1's audit records after a gap.
     """
 
-    def __init__(self, settings: Settings, topics: list[str], runner: BatchRunner, **kw: Any) -> None:
-        super().__init__(settings, topics, runner, **kw)
+    def __init__(
+        self, settings: Settings, topics: list[str], handler: Handler, *, runner: BatchRunner, **kw: Any
+    ) -> None:
+        super().__init__(settings, topics, handler, **kw)  # `_step` pipelines the runner's calls
         self.runner = runner
         self._pending: InFlight | None = None
         self.stages = StageLog(settings.stage_log_path)
@@ -204,8 +185,7 @@ class PipelinedEnforcer(BatchedConsumer):
             log.warning("a batch was undelivered at a rebalance; its next owner decides it again")
 
 
-# --- batched: a confluent-kafka consumer thread -------------------------------------------------
-def register_batched(
+def register(
     app: faust.App, settings: Settings, raw_topics: list[str], run_batch: BatchRunner
 ) -> BatchedConsumer:
     """Run the enforcer on a pipelined batched consumer, as a service of `app` (started/stopped with it)."""
@@ -213,7 +193,8 @@ def register_batched(
         app,
         settings,
         raw_topics,
-        run_batch,
+        run_batch.decide,
+        runner=run_batch,
         group=f"{settings.consumer_group}-enforcer",
         name="enforcer",
         on_revoke=run_batch.enforcer.forget_chains,
@@ -222,29 +203,3 @@ def register_batched(
         on_assign=lambda tps: run_batch.enforcer.recover([f"{t}/{p}" for t, p in tps]),
         lag=True,
     )
-
-
-# --- faust: an agent over take_events batches ----------------------------------------------------
-
-
-def register_agent(app: faust.App, raw_topics: list[str], run_batch: BatchRunner) -> Any:
-    """Add the enforcer as a Faust agent consuming every raw topic."""
-    source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enforcer")
-
-    def highwater(topic: str, partition: int) -> int | None:
-        return int(app.consumer.highwater(TP(topic, partition)))
-
-    @app.agent(source, name="enforcer", concurrency=1)
-    async def enforce(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):  # type: ignore[attr-defined]
-            records = [RawRecord.from_event(e) for e in events]
-            await loop.run_in_executor(executor, run_batch, records)
-            record_lag(records, highwater)
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        run_batch.enforcer.forget_chains()
-
-    return enforce

@@ -10,7 +10,7 @@ One ordered stream (1 partition, concurrency 1). Each batch runs in a worker thr
 2. produce facts, merges and dead letters and wait for every delivery;
 3. record (event, person token, tokens) links and merges in the vault, for re-identification;
 4. produce the changed clusters to `link.state`, our own compacted changelog, and wait.
-Only then does the agent body return and Faust ack the batch. A crash before 4 replays the batch
+Only then is the batch committed (`agents.batched`). A crash before 4 replays the batch
 against the previous state and produces the same outputs again (de-duplicable by event id); a
 crash after 4 but before the commit re-links records already in the state, which is a no-op.
 
@@ -21,13 +21,11 @@ table recovery relies on them (FAUST-NOTES.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import faust
 
@@ -49,8 +47,6 @@ log = logging.getLogger(__name__)
 
 STAGE = "linker"
 LINK_STATE = topics.LINK_STATE  # the linker's own compacted changelog
-BATCH_SIZE = 2000
-BATCH_WITHIN = 0.05
 _DROPPED = ("tokens", "invalid", "profiles", "view_recipients")
 
 
@@ -238,7 +234,7 @@ def register(
     vault: Vault | None = None,
     producer: DeliveringProducer | None = None,
     use_vault: bool = True,
-) -> Any:
+) -> BatchedConsumer:
     """Add the linker agent to `app`; creates `link.state` and the vault tables at start."""
     from streams.pg import ensure_database
 
@@ -252,44 +248,17 @@ def register(
     kafka_config = settings.kafka_config()
     out = producer or DeliveringProducer(kafka_config)
     stage = LinkerStage(out.send_all, lambda: restore(kafka_config), vault, view_tokens, reviews=reviews)
-    if settings.batched_consumers:
-        # ~1.2 records per event on one partition: Faust's per-event Stream cost would make the
-        # linker the bottleneck (agents/batched.py). A failed batch is replayed from the commit.
-        return BatchedConsumer.as_service(
-            app,
-            settings,
-            [topics.LINK_IDENTIFIERS],
-            stage.process,
-            group=f"{settings.consumer_group}-linker",
-            name="linker",
-            on_revoke=stage.invalidate,
-        )
-    source = app.topic(topics.LINK_IDENTIFIERS, value_serializer="raw", key_serializer="raw")
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="linker")
-
-    @app.agent(source, name="linker", concurrency=1)
-    async def link(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
-        async for events in cast(faust.Stream, stream).take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            records = [RawRecord.from_event(e) for e in events]
-            while True:  # an exception here would make Faust ack the batch unprocessed
-                try:
-                    await loop.run_in_executor(executor, stage.process, records)
-                    break
-                except Exception:
-                    log.exception("linker batch failed; restoring state and retrying")
-                    stage.invalidate()  # the changelog does not hold this batch yet: replay it
-                    await asyncio.sleep(1.0)
-
-    async def _revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        revoked = args[0] if args else kwargs.get("revoked", ())  # Faust passes it positionally
-        if any(tp.topic == topics.LINK_IDENTIFIERS for tp in revoked):
-            stage.invalidate()
-
-    app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]  # faust's stub is too narrow
-
-    link.stage = stage  # type: ignore[attr-defined]  # for tests and the web API
-    return link
+    # ~1.2 records per event on one partition: Faust's per-event Stream cost would make the
+    # linker the bottleneck (agents/batched.py). A failed batch is replayed from the commit.
+    return BatchedConsumer.as_service(
+        app,
+        settings,
+        [topics.LINK_IDENTIFIERS],
+        stage.process,
+        group=f"{settings.consumer_group}-linker",
+        name="linker",
+        on_revoke=stage.invalidate,
+    )
 
 
 def view_outputs(

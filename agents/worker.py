@@ -31,7 +31,6 @@ from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.enforce.audit_recovery import recover_chains
 from streams.enforce.engine import Enforcer
 from streams.enforce.link_facts import VaultBuffer, make_link_facts
-from streams.errors import ConfigurationError
 from streams.kafka.acls import may_create
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
@@ -41,7 +40,7 @@ from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault
 from streams.registry.client import RegistrySchemas, registry_client
 from streams.rights import build_rights
-from streams.settings import ROLES, Settings
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +88,6 @@ def build_worker(settings: Settings) -> Worker:
     shares every role's partitions.
     """
     roles = settings.role_set
-    if not settings.batched_consumers and roles != frozenset(ROLES):
-        # Faust agents of different roles would share one consumer group with differing subscriptions.
-        raise ConfigurationError("SHARINGBUS_ROLES needs every role when SHARINGBUS_BATCHED_CONSUMERS=false")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     catalogue = load_catalogue(settings.schemas_dir)
     keyring: KeyRing | None = None
@@ -110,24 +106,19 @@ def build_worker(settings: Settings) -> Worker:
     creatable = may_create(roles, settings.consumer_group)
     ensure_topics(settings, [s for s in specs if creatable(s.name)])
     schemas = RegistrySchemas(registry_client(settings))
-    # Faust consumes only for the views (tables) or when agents replace the batched consumers.
-    faust_consumer = "views" in roles or not settings.batched_consumers
+    # Faust consumes only for the views (tables); every other role reads with a batched consumer.
+    faust_consumer = "views" in roles
     app = app_module.create_app(settings, consume=faust_consumer)
     batched: list[BatchedConsumer] = []
     enforcer = producer = None
     if "enforcer" in roles and keyring is not None and plans is not None:
         enforcer, producer = _register_enforcer(app, settings, catalogue, keyring, plans, schemas, batched)
     if "audit" in roles:
-        if settings.batched_consumers:
-            batched.append(audit_sink.register_batched(app, settings))
-        else:
-            audit_sink.register(app, settings)
+        batched.append(audit_sink.register(app, settings))
     if "linker" in roles:
         from agents import linker
 
-        consumer = linker.register(app, settings, view_tokens=_view_tokens(settings, keyring))
-        if isinstance(consumer, BatchedConsumer):
-            batched.append(consumer)
+        batched.append(linker.register(app, settings, view_tokens=_view_tokens(settings, keyring)))
     if "views" in roles:
         from agents import views
 
@@ -198,10 +189,7 @@ def _register_enforcer(
     producer = DeliveringProducer(settings.producer_config(**CHAINED_PRODUCER))  # it writes the audit chains
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
     run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault)
-    if settings.batched_consumers:
-        batched.append(enforcer_agent.register_batched(app, settings, raw_topics, run_batch))
-    else:
-        enforcer_agent.register_agent(app, raw_topics, run_batch)
+    batched.append(enforcer_agent.register(app, settings, raw_topics, run_batch))
     return enforcer, producer
 
 

@@ -80,10 +80,6 @@ class Settings(BaseSettings):
 
     topic_partitions: int = Field(4, ge=1, description="Partitions for topics the bus creates")
     replication_factor: int = Field(1, ge=1, description="Replication factor for topics the bus creates")
-    batched_consumers: bool = Field(
-        True,
-        description="Enforcer and audit sink read with batched confluent-kafka consumers (else Faust agents)",
-    )
     fetch_max_wait_ms: int = Field(100, ge=1, description="Longest a consumer fetch waits for data (latency)")
     enforcer_fetch_wait_ms: int = Field(
         20,

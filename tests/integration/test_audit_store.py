@@ -230,14 +230,13 @@ from streams.settings import Settings
 
 settings = Settings()
 settings.data_dir.mkdir(parents=True, exist_ok=True)
-app = create_app(settings)
-app.conf.broker_session_timeout = 2.0  # the first group join waits about half of it (FAUST-NOTES.md)
+app = create_app(settings, consume=False)  # the sink reads with its own batched consumer
 audit_sink.register(app, settings, source_topic=sys.argv[1])
 Worker(app, loglevel="WARNING", redirect_stdouts=False).execute_from_commandline()
 """
 
 
-def test_sink_agent_in_a_real_faust_worker(
+def test_sink_in_a_real_faust_worker(
     settings_factory: Callable[..., Settings], topic_factory: Callable[..., str], tmp_path: Path
 ) -> None:
     settings = settings_factory(web_port=free_port())

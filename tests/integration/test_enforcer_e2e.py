@@ -703,20 +703,3 @@ def test_an_edited_agreement_takes_effect_without_a_restart(stack: tuple[Setting
     }
     assert versions == {"1.1"}
     assert worker.proc.poll() is None
-
-
-def test_the_faust_agent_path_decides_every_event_too(
-    stack_factory: Callable[..., Settings], tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """SHARINGBUS_BATCHED_CONSUMERS=false: the same engine behind Faust agents (take_events)."""
-    settings = stack_factory(batched_consumers=False)
-    worker = start_worker(settings, tmp_path_factory.mktemp("faust-mode"), wait=False)
-    try:
-        ids = set(_ids(settings, list(Simulation(seed=18, people=100).events(200))))
-        worker.wait_ready()
-        audit = wait_decided(settings, ids)
-        assert {r["event_id"] for r in audit if r["recipient"] == "*"} == ids
-        assert any(r["outcome"] == "shared" for r in audit)
-        assert "enforcer" in worker.log() and worker.proc.poll() is None
-    finally:
-        discard(worker)

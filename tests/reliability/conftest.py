@@ -24,7 +24,6 @@ class Sizes:
     people: int
     crash_events: int
     crash_rate: float
-    crash_modes: tuple[str, ...]  # enforcer consumers to crash: "batched" (default) and/or "faust"
     network_events: int
     network_rate: float
     network_cut_s: float
@@ -38,7 +37,6 @@ CI = Sizes(
     people=400,
     crash_events=5_000,
     crash_rate=3_000.0,
-    crash_modes=("batched",),
     network_events=1_800,
     network_rate=125.0,
     network_cut_s=10.0,
@@ -51,7 +49,6 @@ FULL = Sizes(
     people=3_000,
     crash_events=20_000,
     crash_rate=3_000.0,
-    crash_modes=("batched", "faust"),
     network_events=12_000,
     network_rate=400.0,
     network_cut_s=10.0,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from streams.publish.simulate import Simulation
-from tests.reliability.conftest import Sizes, current_sizes
+from tests.reliability.conftest import Sizes
 from tests.support.stack import (
     Feeder,
     Stack,
@@ -41,10 +41,9 @@ from tests.support.stack import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=current_sizes().crash_modes)
-def crash_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    """The default batched consumers, or Faust agents (`batched_consumers=False`; full size only)."""
-    with open_stack(tmp_path / "bus", batched_consumers=request.param == "batched") as stack:
+@pytest.fixture
+def crash_stack(tmp_path: Path) -> Iterator[Stack]:
+    with open_stack(tmp_path / "bus") as stack:
         yield stack
 
 
