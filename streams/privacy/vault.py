@@ -1,9 +1,10 @@
-"""The re-identification vault: token -> a partner's OWN identifiers, for that partner's data owner only.
+"""The re-identification vault: token -> a partner's OWN identifiers, for that partner's data owners only.
 
 Nothing downstream of the enforcer can turn a token back into a person. When a partner needs to act
-on what the bus showed them (a person token on a profile), its data owner asks the vault, giving a
-justification; the vault answers with the identifiers *that partner* sent (never another agency's)
-and audits every request, granted or refused (DPA 2018 s.62: who, what, when, why).
+on what the bus showed them (a person token on a profile), one of its data owners asks, with a
+justification, and a second approves (`streams.rights.reidentify`); the vault answers with the
+identifiers *that partner* sent (never another agency's) and every step is audited (DPA 2018
+s.62: who, what, when, why).
 
 Tables (PostgreSQL; created by `ensure_schema`, PUBLIC access revoked: grant them to the vault's own
 role only):
@@ -12,9 +13,9 @@ role only):
   identifiers exactly as the partner sent them (a JSON object, kind -> value); `token` is a linkage
   token of that subject. `identifier_count` (generated) lets erasure and retention count what
   they deleted without reading an identifier. `vault_identities(token, partner, kind, value,
-  event_id, recorded_at)` is a view of it, one row per identifier (the table's layout before it
-  held one row per subject: a sixth of the rows and index entries to write, at ~70k identifiers a
-  second under a 10k events/s enforcer).
+  event_id, recorded_at)` is a view of it, one row per identifier; the table keeps one row per
+  subject because that is a sixth of the rows and index entries to write, at ~70k identifiers a
+  second under a 10k events/s enforcer.
 - `vault_links(event_id, subject_index, person_token, tokens)`: written by the linker, one row per
   linked record (`link_many`); merges move rows to the surviving person token (`merge_many`) and
   are remembered in `vault_aliases` so a stale person token still resolves.
