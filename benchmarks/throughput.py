@@ -1,6 +1,6 @@
 """Enforcer throughput and latency on the embedded broker, against a plain copy and a naive Faust agent.
 
-    .venv/bin/python -m benchmarks.throughput [--events 100000] [--quick] [--variant batched]
+    .venv/bin/python -m benchmarks.throughput [--events 60000] [--quick] [--variant batched]
                                                [--full-worker] [--profile /tmp/enforcer]
 
 One run starts its own Tansu broker, registry and PostgreSQL database, pre-encodes simulated events
@@ -74,6 +74,7 @@ NOOP_EVERY = 1000  # (r) the no-op agent reports progress once every this many e
 IDLE_TOPIC = "bench.idle"
 VAULT_EVERY = 500  # (b) writes the vault every this many events
 FETCH_WAIT_ENV = "BENCH_FETCH_WAIT_MS"
+EVENTS = 60_000  # default: every phase in about 6 minutes on 2 idle cores
 SCALE_EVENTS = 50_000  # (w) events for each of the one- and two-worker counts
 
 
@@ -806,7 +807,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=100_000, help="events for the throughput runs")
+    parser.add_argument("--events", type=int, default=EVENTS, help="events for the throughput runs")
     parser.add_argument("--quick", action="store_true", help="20k events and a 10 s latency run")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency run: events per second")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency run: duration")
@@ -844,7 +845,7 @@ def main(argv: list[str] | None = None) -> None:
         roles[args.role](settings)
         return
 
-    n = 20_000 if args.quick and args.events == 100_000 else args.events
+    n = 20_000 if args.quick and args.events == EVENTS else args.events
     lat_seconds = 10.0 if args.quick and args.latency_seconds == 20.0 else args.latency_seconds
     n_latency = int(args.rate * lat_seconds)
     n_views = int(args.rate * args.views_seconds) if "v" in args.only else 0
