@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
@@ -242,21 +241,6 @@ def preinitialise(stages: Iterable[str] = ()) -> None:
             DEAD_LETTERS.labels(stage=stage, reason=reason)
     for result in RELOAD_RESULTS:
         PLAN_RELOADS.labels(result=result)
-
-
-def record_consumed(partner: str, event_type: str, now: float | None = None) -> None:
-    """Count one consumed raw event and refresh the partner's last-seen time."""
-    EVENTS_CONSUMED.labels(partner=partner, event_type=event_type).inc()
-    LAST_EVENT_TIMESTAMP.labels(partner=partner).set(
-        now if now is not None else datetime.now(UTC).timestamp()
-    )
-
-
-def observe_end_to_end(event_type: str, recorded_at: datetime, shared_at: datetime | None = None) -> None:
-    """Observe recorded_at -> shared latency (clock skew can make it negative: clamp to 0)."""
-    shared_at = shared_at or datetime.now(UTC)
-    seconds = max(0.0, (shared_at - recorded_at).total_seconds())
-    END_TO_END_LATENCY.labels(event_type=event_type).observe(seconds)
 
 
 def set_consumer_lag(topic: str, partition: int, highwater: int | None, position: int | None) -> None:
