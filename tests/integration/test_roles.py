@@ -8,55 +8,23 @@ work (each role reads with its own consumer group).
 
 from __future__ import annotations
 
-import json
-import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from streams import topics
 from streams.avro.catalogue import load_catalogue
-from streams.kafka.reader import read_to_end
-from streams.publish.publisher import Publisher
 from streams.publish.simulate import Simulation
 from streams.settings import Settings
-from tests.support.stack import reader_config
+from tests.support.stack import metric_sum, publish, query, scrape, wait_decided, wait_until
 from tests.workers import WorkerProcess, discard, start_worker
 
 EVENTS = 120
 
 
-def _publish(settings: Settings, seed: int) -> set[str]:
-    ids: set[str] = set()
-    publishers: dict[str, Publisher] = {}
-    try:
-        for partner, event_type, event in Simulation(seed=seed, people=60).events(EVENTS):
-            pub = publishers.get(partner) or publishers.setdefault(partner, Publisher(settings, partner))
-            ids.add(str(pub.publish(event_type, event).event_id))
-    finally:
-        for pub in publishers.values():
-            pub.close()
-    return ids
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
 def _counter(worker: WorkerProcess, name: str) -> float:
-    text = httpx.get(f"{worker.url}/metrics", headers=worker.ops, timeout=5.0).text
-    return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE))
+    return metric_sum(scrape(worker), name)
 
 
 def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
@@ -83,31 +51,25 @@ def test_an_enforcer_only_worker_and_a_worker_for_the_rest_share_the_pipeline(
         assert ready["checks"]["enforcer_consuming"] is True
         assert "audit_consuming" not in ready["checks"] and "linker_consuming" not in ready["checks"]
 
-        ids = _publish(settings, seed=41)
-
-        def decided() -> set[str]:
-            audit = read_to_end(reader_config(settings), topics.AUDIT_DECISIONS)
-            return {json.loads(m.value())["event_id"] for m in audit} >= ids and ids
-
-        _wait("every event decided", decided)
+        ids = {p.event_id for p in publish(settings, Simulation(seed=41, people=60).events(EVENTS))}
+        wait_decided(settings, ids)
         assert _counter(enforcer, "sharingbus_events_consumed_total") == EVENTS
         assert _counter(rest, "sharingbus_events_consumed_total") == 0  # the rest never enforces
 
-        def ledger() -> set[str]:
-            with psycopg.connect(settings.postgres_dsn) as conn:
-                try:
-                    rows = conn.execute("SELECT DISTINCT event_id::text FROM audit_decisions").fetchall()
-                except psycopg.errors.UndefinedTable:  # the sink creates it with its first batch
-                    return set()
-            return {r[0] for r in rows} >= ids and ids
-
-        _wait("the ledger in PostgreSQL (audit role)", ledger)
+        wait_until(  # the sink creates the table with its first batch: `query` gives [] until then
+            lambda: (
+                ids
+                <= {str(r[0]) for r in query(settings.postgres_dsn, "SELECT event_id FROM audit_decisions")}
+            ),
+            120,
+            "the ledger in PostgreSQL (audit role)",
+        )
 
         def views() -> dict[str, Any]:
             health = httpx.get(f"{rest.url}/api/health", headers=rest.analyst, timeout=5.0).json()
             return health if health.get("facts_applied", 0) > 0 else {}
 
-        _wait("facts linked and applied to the views (linker and views roles)", views)
+        wait_until(views, 120, "facts linked and applied to the views (linker and views roles)")
         # The enforcer-only worker serves no views.
         assert (
             httpx.get(f"{enforcer.url}/api/health", headers=enforcer.analyst, timeout=5.0).status_code == 404
