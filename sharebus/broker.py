@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sharebus.common import announce, fail, wait_for_stop
-from streams.errors import BrokerError
+from sharebus.common import serve
 from streams.kafka.broker import EmbeddedBroker
 from streams.settings import get_settings
 
@@ -29,15 +28,7 @@ def broker(
 ) -> None:
     """Start the embedded broker on loopback and print its bootstrap address."""
     chosen = _default_port() if port is None else port
-    try:
-        b = EmbeddedBroker(port=chosen, data_dir=data_dir).start()
-    except BrokerError as exc:
-        fail(str(exc))
-    try:
-        announce("broker", b.bootstrap)
-        wait_for_stop()
-    finally:
-        b.stop()
+    serve("broker", lambda: EmbeddedBroker(port=chosen, data_dir=data_dir).start(), lambda b: b.bootstrap)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, Protocol, TypeVar
 
 import typer
 
-from streams.errors import BrokerError
+from streams.errors import BrokerError, SharingBusError
 from streams.settings import Settings
 
 
@@ -41,6 +42,29 @@ def wait_for_stop(timeout: float | None = None) -> None:
 
 
 BROKER_WAIT_SECONDS = 10.0
+
+
+class _Service(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+def serve(name: str, start: Callable[[], S], address: Callable[[S], str]) -> None:
+    """Start a local service, announce `<name>: <address>`, run until a signal, then stop it.
+
+    A service that cannot start (port taken, no broker) is one error line and exit status 1.
+    """
+    try:
+        service = start()
+    except SharingBusError as exc:
+        fail(str(exc))
+    try:
+        announce(name, address(service))
+        wait_for_stop()
+    finally:
+        service.stop()
 
 
 def require_broker(settings: Settings, bootstrap: str | None = None) -> None:

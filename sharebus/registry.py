@@ -6,9 +6,8 @@ from urllib.parse import urlparse
 
 import typer
 
-from sharebus.common import announce, fail, require_broker, wait_for_stop
+from sharebus.common import require_broker, serve
 from streams import topics
-from streams.errors import SharingBusError
 from streams.registry import EmbeddedRegistry
 from streams.settings import get_settings
 
@@ -39,15 +38,7 @@ def registry(
         kafka_config=settings.kafka_config(**{"bootstrap.servers": servers}),
         topic=topic,
     )
-    try:
-        reg.start()
-    except SharingBusError as exc:
-        fail(str(exc))
-    try:
-        announce("registry", reg.url)
-        wait_for_stop()
-    finally:
-        reg.stop()
+    serve("registry", reg.start, lambda r: r.url)
 
 
 def register(app: typer.Typer) -> None:

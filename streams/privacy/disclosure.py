@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from streams.privacy.disclosure_flow import can_reach_zero
 
@@ -58,6 +58,22 @@ class SuppressedTable:
     round_to: int
     zeros_hidden: bool = False
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], **extra: Any) -> Self:
+        """The table `to_dict` wrote, as a recipient reads it back (`extra`: a subclass's fields)."""
+        return cls(
+            rows=tuple(doc["rows"]),
+            cols=tuple(doc["cols"]),
+            cells=tuple(tuple(r) for r in doc["cells"]),
+            row_totals=tuple(doc["row_totals"]),
+            col_totals=tuple(doc["col_totals"]),
+            total=doc["total"],
+            threshold=int(doc["threshold"]),
+            round_to=int(doc["round_to"]),
+            zeros_hidden=bool(doc.get("zeros_hidden", False)),
+            **extra,
+        )
+
     def cell(self, row: str, col: str) -> int | None:
         return self.cells[self.rows.index(row)][self.cols.index(col)]
 
@@ -73,20 +89,6 @@ class SuppressedTable:
             "round_to": self.round_to,
             "zeros_hidden": self.zeros_hidden,
         }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SuppressedTable:
-        return cls(
-            rows=tuple(d["rows"]),
-            cols=tuple(d["cols"]),
-            cells=tuple(tuple(r) for r in d["cells"]),
-            row_totals=tuple(d["row_totals"]),
-            col_totals=tuple(d["col_totals"]),
-            total=d["total"],
-            threshold=int(d["threshold"]),
-            round_to=int(d["round_to"]),
-            zeros_hidden=bool(d.get("zeros_hidden", False)),
-        )
 
 
 def suppress(

@@ -24,45 +24,27 @@ published zero is a true zero, and a suppressed value is at least 1 when zeros a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 from scipy.optimize import linprog
 
+from streams.privacy.disclosure import SuppressedTable
+
 Truth = Mapping[str, Mapping[str, int]]  # area -> factor -> people
 
 
 @dataclass(frozen=True)
-class Published:
+class Published(SuppressedTable):
     """One version of one period's table as the attacker reads it (None: suppressed)."""
 
-    week: str
-    rows: tuple[str, ...]
-    cols: tuple[str, ...]
-    cells: tuple[tuple[int | None, ...], ...]
-    row_totals: tuple[int | None, ...]
-    col_totals: tuple[int | None, ...]
-    total: int | None
-    threshold: int
-    round_to: int
-    zeros_hidden: bool
+    week: str = field(kw_only=True)
 
     @classmethod
     def of(cls, week: str, doc: Mapping[str, Any]) -> Published:
-        return cls(
-            week,
-            tuple(doc["rows"]),
-            tuple(doc["cols"]),
-            tuple(tuple(r) for r in doc["cells"]),
-            tuple(doc["row_totals"]),
-            tuple(doc["col_totals"]),
-            doc["total"],
-            int(doc["threshold"]),
-            int(doc["round_to"]),
-            bool(doc.get("zeros_hidden", False)),
-        )
+        return cls.from_dict(doc, week=week)
 
     def entries(self) -> dict[tuple[str, str], int | None]:
         """(area, factor) -> value, with the margins under "ALL"."""

@@ -1,5 +1,5 @@
 """Field operators, found by name. The registry reads each class's `name` attribute: no instances,
-no import-time discovery; adding an operator means adding one file and one line below."""
+no import-time discovery; adding an operator means adding its class and one line below."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from streams.privacy.operators.age_band import AgeBand
 from streams.privacy.operators.area_lookup import AreaLookupOp
 from streams.privacy.operators.band import Band
 from streams.privacy.operators.base import BindContext, Operator, OperatorParams, Transform
-from streams.privacy.operators.drop import Drop
-from streams.privacy.operators.keep import Keep
+from streams.privacy.operators.keep_drop import Drop, Keep
 from streams.privacy.operators.postcode_district import PostcodeDistrict
 from streams.privacy.operators.pseudonymise import Pseudonymise
 from streams.privacy.operators.redact import Redact

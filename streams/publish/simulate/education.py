@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from streams.publish.simulate.people import Person
-from streams.publish.simulate.world import (
-    Built,
-    World,
-    gang_linked,
-    in_reading,
-    pick,
-)
+from streams.publish.simulate.world import Built, World, gang_linked, in_reading, pick
 
 
 def _school(p: Person) -> str:
@@ -47,6 +42,16 @@ def exclusion(w: World, p: Person, at: datetime) -> Built:
     return partner, body, [(p, "SUBJECT")]
 
 
+def _attendance_period(w: World, p: Person, partner: str, at: datetime) -> dict[str, Any]:
+    """Who, where and the six school weeks to `at` that an attendance event reports on."""
+    return {
+        "subject": w.subject(p, partner),
+        "school_urn": _school(p),
+        "period_start": at.date() - timedelta(days=42),
+        "period_end": at.date(),
+    }
+
+
 def attendance_alert(w: World, p: Person, at: datetime) -> Built:
     rng = w.rng
     possible = rng.randint(50, 70)
@@ -55,10 +60,7 @@ def attendance_alert(w: World, p: Person, at: datetime) -> Built:
     partner = _education_partner(p)
     w.state.setdefault(("*", "absent"), {})[p.person_id] = (p, "SEVERE" if severe else "PERSISTENT")
     body = {
-        "subject": w.subject(p, partner),
-        "school_urn": _school(p),
-        "period_start": at.date() - timedelta(days=42),
-        "period_end": at.date(),
+        **_attendance_period(w, p, partner, at),
         "possible_sessions": possible,
         "missed_sessions": missed,
         "unauthorised_sessions": rng.randint(0, missed),
@@ -75,10 +77,7 @@ def attendance_recovered(w: World, p: Person, at: datetime) -> Built | None:
     possible = w.rng.randint(50, 70)
     partner = _education_partner(p)
     body = {
-        "subject": w.subject(p, partner),
-        "school_urn": _school(p),
-        "period_start": at.date() - timedelta(days=42),
-        "period_end": at.date(),
+        **_attendance_period(w, p, partner, at),
         "possible_sessions": possible,
         "missed_sessions": w.rng.randint(0, possible // 12),
         "previous_level": previous,

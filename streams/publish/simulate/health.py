@@ -6,13 +6,7 @@ from datetime import datetime, timedelta
 
 from streams.publish.simulate.people import Person, in_berkshire
 from streams.publish.simulate.police import PLACES
-from streams.publish.simulate.world import (
-    Built,
-    World,
-    gang_linked,
-    location,
-    pick,
-)
+from streams.publish.simulate.world import Built, World, gang_linked, location, pick
 
 AGE_BANDS = [(9, "AGE_0_9"), (14, "AGE_10_14"), (17, "AGE_15_17"), (24, "AGE_18_24"), (34, "AGE_25_34")]
 AGE_BANDS += [(49, "AGE_35_49"), (64, "AGE_50_64"), (200, "AGE_65_PLUS")]

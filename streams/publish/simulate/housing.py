@@ -5,13 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from streams.publish.simulate.people import Person
-from streams.publish.simulate.world import (
-    Built,
-    World,
-    has,
-    pick,
-    reference,
-)
+from streams.publish.simulate.world import Built, World, has, pick, reference
 
 
 def homelessness_case(w: World, p: Person, at: datetime) -> Built:

@@ -5,12 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from streams.publish.simulate.people import Person
-from streams.publish.simulate.world import (
-    Built,
-    World,
-    gang_linked,
-    pick,
-)
+from streams.publish.simulate.world import Built, World, gang_linked, pick
 
 
 def supervision_event(w: World, p: Person, at: datetime) -> Built:

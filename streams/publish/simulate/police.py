@@ -5,15 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from streams.publish.simulate.people import Person
-from streams.publish.simulate.world import (
-    Built,
-    World,
-    gang_linked,
-    has,
-    location,
-    pick,
-    reference,
-)
+from streams.publish.simulate.world import Built, World, gang_linked, has, location, pick, reference
 
 OFFENCES = {
     "VIOLENCE_AND_SEXUAL_OFFENCES": [

@@ -5,12 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from streams.publish.simulate.people import Person
-from streams.publish.simulate.world import (
-    Built,
-    World,
-    pick,
-    reference,
-)
+from streams.publish.simulate.world import Built, World, pick, reference
 
 CSC = "reading_childrens_services"
 
