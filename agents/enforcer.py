@@ -25,11 +25,13 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from agents.batched import BatchedConsumer, Handler, next_offsets, record_lag
 from streams.deadletter import Output, RawRecord
-from streams.enforce.engine import Enforcer, RegistryUnavailable
-from streams.enforce.link_facts import VaultBuffer, VaultRow
+from streams.enforce.engine import Batch, Enforcer, RegistryUnavailable
+from streams.enforce.link_facts import write_vault_rows
 from streams.errors import BrokerError
 from streams.kafka.producer import DeliveringProducer, Delivery
 from streams.kafka.stages import BatchStamps, StageLog
+from streams.privacy.vault import Vault
+from streams.rights.stage import RequestStage
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,45 +46,47 @@ class BatchRunner:
     and carry the event id, so recipients de-duplicate.
     """
 
-    def __init__(self, enforcer: Enforcer, producer: DeliveringProducer, vault: VaultBuffer | None) -> None:
+    def __init__(
+        self,
+        enforcer: Enforcer,
+        producer: DeliveringProducer,
+        vault: Vault | None,
+        requests: RequestStage | None = None,
+    ) -> None:
         self.enforcer = enforcer
         self.producer = producer
         self.vault = vault
+        self.requests = requests
         # The vault write (PostgreSQL) runs while librdkafka delivers the outputs: both must be
         # confirmed before the batch's offsets are committed. ~13% of the enforcer's wall time was
         # spent waiting for PostgreSQL alone (benchmarks/throughput.py, py-spy).
         self._vault_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault")
 
-    def decide(self, records: list[RawRecord]) -> Decided:
-        """The batch's outputs and vault rows, waiting out a registry outage (CPU only otherwise)."""
+    def decide(self, records: list[RawRecord]) -> Batch:
+        """The batch's outputs and vault rows, its subject-rights requests handled, waiting out a
+        registry outage."""
         attempt = 0
         while True:
             self.enforcer.prepare(records)
-            if self.vault is not None:
-                self.vault.discard()
             try:
-                outputs = self.enforcer.process_batch(records)
+                batch = self.enforcer.process_batch(records)
             except RegistryUnavailable as exc:  # chains are back where the batch found them
                 attempt += 1
                 log.warning("%s; deciding the batch again (attempt %d)", exc, attempt)
                 time.sleep(min(5.0, 0.5 * attempt))
                 continue
-            return Decided(outputs, self.vault.take() if self.vault is not None else [])
+            if self.requests is not None and batch.requests:
+                self.requests.run(self.enforcer, batch)
+            return batch
 
-    def send(self, records: list[RawRecord], decided: Decided, stamps: BatchStamps | None = None) -> InFlight:
+    def send(self, records: list[RawRecord], decided: Batch, stamps: BatchStamps | None = None) -> InFlight:
         """Start the vault write and hand the outputs to the producer; `InFlight.settle` waits."""
-        vault = self.vault
-        written = self._vault_writer.submit(vault.write, decided.vault_rows) if vault is not None else None
+        vault, rows = self.vault, decided.vault_rows
+        written = self._vault_writer.submit(write_vault_rows, vault, rows) if vault is not None else None
         if stamps is None:
             return InFlight(records, self.producer.start(decided.outputs), written)
         stamps.produced, stamps.outputs = time.time(), len(decided.outputs)
         return InFlight(records, self.producer.start(decided.outputs, stamps.ack_latencies), written, stamps)
-
-
-@dataclass
-class Decided:
-    outputs: list[Output]
-    vault_rows: list[VaultRow]
 
 
 @dataclass

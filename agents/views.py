@@ -67,11 +67,12 @@ from agents.web import routes
 from agents.web.auth import TOKEN
 from streams import metrics
 from streams.avro.catalogue import load_catalogue
+from streams.avro.serde import SchemaCache
 from streams.deadletter import RawRecord
 from streams.errors import ConfigurationError
 from streams.kafka.admin import TopicSpec, compacted, ensure_topics, partition_counts
 from streams.kafka.producer import DeliveringProducer
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.registry.client import registry_client
 from streams.settings import Settings
 from streams.views.area_counts import Level
 from streams.views.avro import ViewSchemas
@@ -202,7 +203,7 @@ def register(
 
     emitter = Emitter(
         DeliveringProducer(settings.kafka_config()),
-        ViewSchemas(RegistrySchemas(registry_client(settings)), names.profiles, names.areas),
+        ViewSchemas(SchemaCache(registry_client(settings)), names.profiles, names.areas),
         ViewsSink(settings.pg_dsn("views")) if use_sink else None,
         names,
         level,

@@ -28,9 +28,10 @@ from streams import metrics
 from streams.agreements import PlanWatcher, check_agreements
 from streams.agreements.loader import refuse_start
 from streams.avro.catalogue import Catalogue, load_catalogue
+from streams.avro.serde import SchemaCache
 from streams.enforce.audit_recovery import recover_chains
 from streams.enforce.engine import Enforcer
-from streams.enforce.link_facts import VaultBuffer, make_link_facts
+from streams.enforce.link_facts import make_link_facts
 from streams.kafka.acls import may_create
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
@@ -38,8 +39,9 @@ from streams.kafka.topology import DLQ_STAGES, bus_topics
 from streams.privacy.key_sources import load_keyring
 from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.registry.client import registry_client
 from streams.rights import build_rights
+from streams.rights.stage import RequestStage
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ def build_worker(settings: Settings) -> Worker:
     # Each role's Kafka principal may create only its inputs and outputs (streams.kafka.acls).
     creatable = may_create(roles, settings.consumer_group)
     ensure_topics(settings, [s for s in specs if creatable(s.name)])
-    schemas = RegistrySchemas(registry_client(settings))
+    schemas = SchemaCache(registry_client(settings))
     # Faust consumes only for the views (tables); every other role reads with a batched consumer.
     faust_consumer = "views" in roles
     app = app_module.create_app(settings, consume=faust_consumer)
@@ -170,25 +172,25 @@ def _register_enforcer(
     catalogue: Catalogue,
     keyring: KeyRing,
     plans: PlanWatcher,
-    schemas: RegistrySchemas,
+    schemas: SchemaCache,
     batched: list[BatchedConsumer],
 ) -> tuple[Enforcer, DeliveringProducer]:
     kafka_config = settings.kafka_config()
     audit_partitions = settings.topic_partitions
-    vault = VaultBuffer(Vault(settings.pg_dsn("enforcer")))
+    rights = build_rights(settings, catalogue, keyring)
     enforcer = Enforcer(
         catalogue=catalogue,
         plans=plans,
         schemas=schemas,
-        output_schemas=schemas,
         audit_partitions=audit_partitions,
         recover_chains=lambda ids: recover_chains(kafka_config, ids, audit_partitions),
-        link_facts=make_link_facts(settings, catalogue, keyring, vault),
-        rights=build_rights(settings, catalogue, keyring),
+        link_facts=make_link_facts(settings, catalogue, keyring),
+        rights=rights,
     )
     producer = DeliveringProducer(settings.producer_config(**CHAINED_PRODUCER))  # it writes the audit chains
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
-    run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault)
+    vault = Vault(settings.pg_dsn("enforcer"))
+    run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault, RequestStage(rights))
     batched.append(enforcer_agent.register(app, settings, raw_topics, run_batch))
     return enforcer, producer
 

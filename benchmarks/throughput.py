@@ -87,17 +87,18 @@ def _assemble(settings: Settings, prefix: str = "") -> tuple[Any, Any, list[str]
     from streams import topics
     from streams.agreements import PlanWatcher
     from streams.avro.catalogue import load_catalogue
+    from streams.avro.serde import SchemaCache
     from streams.enforce.audit_recovery import recover_chains
     from streams.enforce.engine import Enforcer
     from streams.enforce.link_facts import make_link_facts
     from streams.kafka.producer import DeliveringProducer
     from streams.privacy.keys import KeyRing
-    from streams.registry.client import RegistrySchemas, registry_client
+    from streams.registry.client import registry_client
 
     catalogue = load_catalogue(settings.schemas_dir)
     keyring = KeyRing.load(settings.keyring_path)
     plans = PlanWatcher(settings.agreements_dir, catalogue, keyring)
-    schemas = RegistrySchemas(registry_client(settings))
+    schemas = SchemaCache(registry_client(settings))
     kafka_config = settings.kafka_config()
     n = settings.topic_partitions
     audit_topic = prefix + topics.AUDIT_DECISIONS
@@ -106,23 +107,19 @@ def _assemble(settings: Settings, prefix: str = "") -> tuple[Any, Any, list[str]
         catalogue=catalogue,
         plans=plans,
         schemas=schemas,
-        output_schemas=schemas,
         audit_partitions=n,
         recover_chains=lambda ids: recover_chains(kafka_config, ids, n, topic=audit_topic),
-        link_facts=make_link_facts(settings, catalogue, keyring, *([vault] if vault is not None else [])),
+        link_facts=make_link_facts(settings, catalogue, keyring),
     )
     raw_topics = [t for _, _, t in catalogue.raw_topics()]
     return enforcer, DeliveringProducer(kafka_config), raw_topics, vault
 
 
 def _vault(settings: Settings) -> Any:
-    """The re-identification vault buffer the worker fills per batch (None before it existed)."""
-    try:
-        from streams.enforce.link_facts import VaultBuffer
-        from streams.privacy.vault import Vault
-    except ImportError:
-        return None
-    return VaultBuffer(Vault(settings.postgres_dsn))
+    """The re-identification vault the worker writes each batch's rows to."""
+    from streams.privacy.vault import Vault
+
+    return Vault(settings.postgres_dsn)
 
 
 def _prefixed(outputs: Sequence[Any], prefix: str) -> list[Any]:
@@ -199,13 +196,15 @@ def role_naive(settings: Settings) -> None:
 
     from agents import app as app_module
     from agents import health
+    from streams.avro.serde import SchemaCache
     from streams.deadletter import RawRecord
-    from streams.registry.client import RegistrySchemas, registry_client
+    from streams.enforce.link_facts import write_vault_rows
+    from streams.registry.client import registry_client
 
     prefix = "naive."
     enforcer, _producer, raw_topics, vault = _assemble(settings, prefix)
     enforcer.prepare(_all_raw_partitions(raw_topics, settings.topic_partitions))  # chains up front
-    pending = [0]
+    rows: list[Any] = []
     app = app_module.create_app(settings)
     source = app.topic(*raw_topics, value_serializer="raw", key_serializer="raw")
     out_topics: dict[str, Any] = {}
@@ -219,18 +218,17 @@ def role_naive(settings: Settings) -> None:
     @app.agent(source, name="naive", concurrency=1)
     async def naive(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            outputs: list[Any] = []
-            enforcer.process(RawRecord.from_event(event), outputs)
-            pending[0] += 1
-            if vault is not None and pending[0] >= VAULT_EVERY:  # the vault is written in batches
-                vault.flush()
-                pending[0] = 0
-            for o in outputs:
+            decided = enforcer.process_batch([RawRecord.from_event(event)])
+            rows.extend(decided.vault_rows)
+            if len(rows) >= VAULT_EVERY:  # the vault is written in batches
+                write_vault_rows(vault, rows)
+                rows.clear()
+            for o in decided.outputs:
                 await out_topic(o.topic).send(
                     key=o.key, value=o.value, partition=o.partition, headers=o.headers
                 )
 
-    schemas = RegistrySchemas(registry_client(settings))
+    schemas = SchemaCache(registry_client(settings))
     health.register(app, health.Readiness(app, schemas.reachable))
     _run_faust(app, settings)
 
@@ -273,6 +271,7 @@ def role_batched(settings: Settings) -> None:
 
     from agents import app as app_module
     from streams.deadletter import RawRecord
+    from streams.enforce.link_facts import write_vault_rows
 
     prefix = "batched."
     enforcer, producer, raw_topics, vault = _assemble(settings, prefix)
@@ -327,11 +326,9 @@ def role_batched(settings: Settings) -> None:
                 while True:  # as agents/enforcer.run_batch: re-decide the whole batch on a failed delivery
                     t1 = time.perf_counter()
                     enforcer.prepare(records)
-                    if vault is not None:
-                        vault.discard()
-                    outputs = _prefixed(enforcer.process_batch(records), prefix)
-                    if vault is not None:
-                        vault.flush()
+                    decided = enforcer.process_batch(records)
+                    outputs = _prefixed(decided.outputs, prefix)
+                    write_vault_rows(vault, decided.vault_rows)
                     t2 = time.perf_counter()
                     failed, _errors = producer.try_send_all(outputs)
                     spent["engine"] += t2 - t1
@@ -531,6 +528,7 @@ def engine_alone(settings: Settings, events: Sequence[Encoded], repeat: int = 2)
     from agents.worker import GC_THRESHOLD
     from streams.deadletter import RawRecord
     from streams.enforce.audit import AuditChain, audit_partition
+    from streams.enforce.link_facts import write_vault_rows
 
     enforcer, _producer, _raw, vault = _assemble(settings)
     n = settings.topic_partitions
@@ -545,9 +543,7 @@ def engine_alone(settings: Settings, events: Sequence[Encoded], repeat: int = 2)
             for i in range(0, len(records), BATCH):
                 batch = records[i : i + BATCH]
                 enforcer.prepare(batch)
-                enforcer.process_batch(batch)
-                if vault is not None:
-                    vault.flush()
+                write_vault_rows(vault, enforcer.process_batch(batch).vault_rows)
             best = max(best, len(records) / (time.perf_counter() - started))
     finally:
         gc.set_threshold(*threshold)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from streams import topics
 
 Headers = list[tuple[str, bytes]]
 
-# Short, fixed reason codes: they are metric labels, so never free text.
+# Short, fixed reason codes: they are metric labels, so never free text. REASONS is the one list.
 DECODE_ERROR = "decode_error"
 UNKNOWN_SCHEMA = "unknown_schema"
 SCHEMA_MISMATCH = "schema_mismatch"
@@ -21,6 +21,15 @@ SPOOFED_PARTNER = "spoofed_partner"
 VALIDATION = "validation"
 PLAN_ERROR = "plan_error"
 INTERNAL = "internal_error"
+REASONS: Final[dict[str, str]] = {
+    DECODE_ERROR: "bytes are not registry-framed Avro, or not the record the stage reads",
+    UNKNOWN_SCHEMA: "schema id not in the registry",
+    SCHEMA_MISMATCH: "the registered schema or envelope is not the topic's event type",
+    SPOOFED_PARTNER: "envelope.source_partner differs from the topic's partner",
+    VALIDATION: "the record failed validation (topic name, formats, contract fields)",
+    PLAN_ERROR: "a plan could not produce a recipient's output",
+    INTERNAL: "anything else (a bug): look at the logs",
+}
 
 # Below librdkafka's default message.max.bytes (1,000,000), with room for key and headers.
 MAX_RECORD_BYTES = 900_000

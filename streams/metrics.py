@@ -32,24 +32,14 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 
+from streams.deadletter import INTERNAL, REASONS
+
 # `_created` series double the series count and nothing in deploy/ reads them.
 disable_created_metrics()
 
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 # --- fixed label values ---------------------------------------------------------------------------
-DEAD_LETTER_REASONS: Final = frozenset(
-    {
-        "decode_error",  # bytes are not registry-framed Avro
-        "unknown_schema",  # schema id not in the registry / not in the catalogue
-        "schema_mismatch",  # registered schema is not the topic's event type
-        "spoofed_partner",  # envelope.source_partner differs from the topic's partner
-        "validation",  # the event failed validation
-        "plan_error",  # a compiled plan raised
-        "delivery_error",  # an output could not be delivered
-        "internal_error",  # anything else (a bug): look at the logs
-    }
-)
 OUTCOMES: Final = frozenset({"shared", "denied", "error"})
 REGISTRY_STATUSES: Final = frozenset({"ok", "not_found", "client_error", "server_error", "unreachable"})
 RELOAD_RESULTS: Final = frozenset({"success", "failure"})
@@ -214,8 +204,8 @@ def sample_names() -> dict[str, str]:
 
 # --- helpers that keep label values inside their fixed sets ----------------------------------------
 def dead_letter_reason(reason: str) -> str:
-    """The reason code itself if it is one of DEAD_LETTER_REASONS, else "internal_error"."""
-    return reason if reason in DEAD_LETTER_REASONS else "internal_error"
+    """The reason code itself if it is one of `deadletter.REASONS`, else "internal_error"."""
+    return reason if reason in REASONS else INTERNAL
 
 
 def count_dead_letter(stage: str, reason: str) -> None:
@@ -237,7 +227,7 @@ def registry_status(http_status: int | None) -> str:
 def preinitialise(stages: Iterable[str] = ()) -> None:
     """Create zero-valued series so `increase()`-based alerts see the first dead letter too."""
     for stage in stages:
-        for reason in DEAD_LETTER_REASONS:
+        for reason in REASONS:
             DEAD_LETTERS.labels(stage=stage, reason=reason)
     for result in RELOAD_RESULTS:
         PLAN_RELOADS.labels(result=result)

@@ -24,8 +24,9 @@ from streams.views.factors import load_factors
 
 _IDENTITY_FIELDS = SUBJECT_FIELDS
 
-LinkFacts = Callable[[str, str, Mapping[str, Any]], list[dict[str, Any]]]
 VaultRow = tuple[str, str]  # a subject's `copy_prefix`, event id
+# (partner, event type, event) -> (one record per subject, the vault rows they need)
+LinkFacts = Callable[[str, str, Mapping[str, Any]], tuple[list[dict[str, Any]], list[VaultRow]]]
 
 
 @lru_cache(maxsize=1024)
@@ -52,47 +53,19 @@ def subject_of(event: Mapping[str, Any], subject_index: int) -> Mapping[str, Any
     return subject if _is_mapping(subject) else None
 
 
-class VaultBuffer:
-    """Identifiers bound for the re-identification vault, written once per batch.
+def write_vault_rows(vault: Vault, rows: list[VaultRow], backoff: float = 1.0) -> None:
+    """Write `rows`, retrying while PostgreSQL is unavailable (never drops them); other errors raise.
 
     The enforcer is the only component that sees raw identifiers, so it is the one that fills the
-    vault; rows are written while the batch's outputs are delivered and the batch's offsets are
-    committed only once both are confirmed, so a crash replays the batch (an idempotent write)
-    and never leaves a shared token the owner cannot resolve once the batch is done.
+    vault: a batch's rows are written while its outputs are delivered, and its offsets are committed
+    only once both are confirmed, so a crash replays the batch (an idempotent write) and never
+    leaves a shared token the owner cannot resolve.
     """
-
-    def __init__(self, vault: Vault | None) -> None:
-        self.vault = vault
-        self.rows: list[VaultRow] = []
-
-    def add(self, prefix: str, event_id: str) -> None:
-        """One subject of an event, rendered ahead (`copy_prefix`, cached per person)."""
-        if self.vault is not None and prefix:
-            self.rows.append((prefix, event_id))
-
-    def flush(self, backoff: float = 1.0) -> None:
-        """Write buffered rows, retrying while PostgreSQL is unavailable (never drops them)."""
-        self.write(self.take(), backoff)
-
-    def take(self) -> list[VaultRow]:
-        """The rows buffered so far (the buffer starts again empty): to write them elsewhere."""
-        rows, self.rows = self.rows, []
-        return rows
-
-    def write(self, rows: list[VaultRow], backoff: float = 1.0) -> None:
-        """Write `rows`, retrying while PostgreSQL is unavailable; other errors raise."""
-        if self.vault is None or not rows:
-            return
-        vault = self.vault
+    if rows:
         retry_while_down(lambda: vault.record_prepared(rows), what="vault write", backoff=backoff)
 
-    def discard(self) -> None:
-        self.rows = []
 
-
-def make_link_facts(
-    settings: Settings, catalogue: Catalogue, keyring: KeyRing, vault: VaultBuffer | None = None
-) -> LinkFacts:
+def make_link_facts(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> LinkFacts:
     """Compile the factor catalogue once and return the per-event function."""
     extractor = load_factors(settings.factors_path, catalogue)
     # Linkage tokens under a new key would never match old ones: pin one key for linkage, so a
@@ -110,12 +83,15 @@ def make_link_facts(
         vault_line = copy_prefix(partner, primary, subject) if primary else ""
         return tokens, invalid, vault_line
 
-    def link_facts(partner: str, event_type: str, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def link_facts(
+        partner: str, event_type: str, event: Mapping[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[VaultRow]]:
         envelope = event["envelope"]
         event_id = str(envelope["event_id"])
         occurred = envelope["occurred_at"]
         occurred_iso = occurred.isoformat() if isinstance(occurred, datetime) else str(occurred)
         records = []
+        rows: list[VaultRow] = []
         for fact in extractor.extract(event_type, event):
             subject = subject_of(event, fact.subject_index)
             tokens: dict[str, str] = {}
@@ -126,8 +102,8 @@ def make_link_facts(
                 )
                 for kind in invalid:
                     _invalid_counter(kind, partner).inc()
-                if vault is not None:
-                    vault.add(vault_line, event_id)
+                if vault_line:
+                    rows.append((vault_line, event_id))
             records.append(
                 {
                     "event_id": event_id,
@@ -142,6 +118,6 @@ def make_link_facts(
                     "area": {"lsoa": fact.lsoa, "district": fact.district},
                 }
             )
-        return records
+        return records, rows
 
     return link_facts

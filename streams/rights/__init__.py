@@ -2,8 +2,9 @@
 subject access.
 
 Requests are events (`bus.subject_request`) a controller publishes about its own events; the
-enforcer hands them to `SubjectRightsService` (built here from settings), which reaches every
-recipient through the audit ledger. `docs/subject-rights.md` has the whole design.
+enforcer leaves them to their own stage (`streams.rights.stage`), which hands them to
+`SubjectRightsService` (built here from settings); it reaches every recipient through the audit
+ledger. `docs/subject-rights.md` has the whole design.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> 
     """Everything the service needs, from settings; creates its tables (fails at start, not per event)."""
     from streams.avro.serde import SchemaCache
     from streams.enforce.audit_store import AuditStore
-    from streams.enforce.link_facts import VaultBuffer, make_link_facts
+    from streams.enforce.link_facts import make_link_facts
     from streams.linkage.view_tokens import ViewTokens
     from streams.pg import ensure_database
     from streams.privacy.vault import Vault
-    from streams.registry.client import RegistrySchemas, registry_client
+    from streams.registry.client import registry_client
     from streams.rights.context import Context
     from streams.rights.links import LinkIndex
     from streams.rights.raw import RawReader
@@ -50,7 +51,7 @@ def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> 
     ensure_database(dsn)
     store = RightsStore(dsn)
     vault = Vault(dsn)
-    vault_rows = VaultBuffer(vault)
+    schemas = SchemaCache(registry_client(settings))
     ctx = Context(
         catalogue=catalogue,
         keyring=keyring,
@@ -59,11 +60,10 @@ def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> 
         ledger=AuditStore(dsn),
         links=LinkIndex(dsn),
         vault=vault,
-        raw=RawReader(settings.kafka_config(), SchemaCache(registry_client(settings)), catalogue),
-        schemas=RegistrySchemas(registry_client(settings)),
+        raw=RawReader(settings.kafka_config(), schemas, catalogue),
+        schemas=schemas,
         restrictions=Restrictions(store.restrictions, store.restrictions_version),
-        link_facts=make_link_facts(settings, catalogue, keyring, vault_rows),
-        vault_rows=vault_rows,
+        link_facts=make_link_facts(settings, catalogue, keyring),
         view_tokens=ViewTokens(keyring, linkage_key_id(settings, keyring)),
     )
     return SubjectRightsService(ctx)

@@ -22,7 +22,7 @@ from streams.avro.catalogue import Catalogue
 from streams.avro.serde import encode
 from streams.deadletter import Output
 from streams.enforce.audit_store import AuditStore
-from streams.enforce.link_facts import LinkFacts, VaultBuffer
+from streams.enforce.link_facts import LinkFacts
 from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault
@@ -63,7 +63,6 @@ class Context:
     schemas: OutputSchemas
     restrictions: Restrictions
     link_facts: LinkFacts | None = None
-    vault_rows: VaultBuffer | None = None  # the corrected identifiers `link_facts` files
     view_tokens: ViewTokens | None = None  # recipients' person-view tokens (erasure reaches them)
     _writers: dict[tuple[str, str], tuple[Any, int]] = field(default_factory=dict)
 

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streams.enforce.combine import gate_facts
-from streams.enforce.engine import released_tokens
+from streams.enforce.link_facts import VaultRow, write_vault_rows
+from streams.enforce.released import released_tokens
 from streams.rights import messages
 from streams.rights.context import Context, Job, shared_decisions
 from streams.rights.corrections import apply_corrections, merge_corrections
@@ -50,6 +51,7 @@ def extra_fields(plan: Any, original: Mapping[str, Any]) -> list[str]:
 def rectify(ctx: Context, job: Job, res: Resolution, planset: Any) -> None:
     assert res.seq is not None
     erased = ctx.store.erased(res.event_ids, res.seq)
+    rows: list[VaultRow] = []  # the corrected identifiers, for the vault
     for event_id in res.event_ids:
         if event_id in erased:
             job.step(event_id, "*", "correct", "denied", "the event was erased by an earlier request")
@@ -72,9 +74,10 @@ def rectify(ctx: Context, job: Job, res: Resolution, planset: Any) -> None:
         for decision in shared_decisions(records):
             _correct(ctx, job, planset, event_id, event_type, corrected, decision)
         job.views_retract([link for link in res.links if link[0] == event_id], "rectify")
-        _relink(ctx, job, planset, event_id, event_type, corrected)
-    if ctx.vault_rows is not None:  # after every old row is gone: the corrected identifiers
-        job.effect(ctx.vault_rows.flush)
+        rows += _relink(ctx, job, planset, event_id, event_type, corrected)
+    if rows and ctx.vault is not None:  # after every old row is gone (effects run in order)
+        vault = ctx.vault
+        job.effect(lambda: write_vault_rows(vault, rows))
 
 
 def _correct(
@@ -131,17 +134,16 @@ def _correct(
 
 def _relink(
     ctx: Context, job: Job, planset: Any, event_id: str, event_type: str, corrected: Mapping[str, Any]
-) -> None:
+) -> list[VaultRow]:
     """The corrected event's link records (fresh facts follow from the linker) and vault rows.
 
     The corrected facts pass the same view grants as the enforcer's (`streams.enforce.combine`).
     """
     if ctx.link_facts is None:
-        return
+        return []
     partner = job.request.partner
-    facts: Sequence[dict[str, Any]] = gate_facts(
-        planset, partner, event_type, corrected, ctx.link_facts(partner, event_type, corrected)
-    )
+    records, rows = ctx.link_facts(partner, event_type, corrected)
+    facts: Sequence[dict[str, Any]] = gate_facts(planset, partner, event_type, corrected, records)
     job.effect(lambda: ctx.links.replace_identities(partner, event_id))
     job.step(
         event_id,
@@ -152,3 +154,4 @@ def _relink(
         [messages.relink(f) for f in facts],
         event_type=event_type,
     )
+    return rows

@@ -1,8 +1,9 @@
 """The `SubjectRights` the enforcer calls: requests in, retractions/corrections/restrictions out.
 
-For events of type `bus.subject_request` the enforcer calls `handle_request` instead of any plan;
-for every other event it asks `restriction` whether the event's subject is restricted. Both run
-in the enforcer's batch thread, so PostgreSQL look-ups here block only that thread.
+For every event the enforcer asks `restriction` whether the event's subject is restricted (from
+memory; `refresh` reloads the set before a batch). Events of type `bus.subject_request` skip the
+plans: the request stage (`streams.rights.stage`) calls `handle_request` for them after the batch's
+events are decided, in the enforcer's batch thread, so PostgreSQL look-ups block only that thread.
 
 Every step is audited on the request's own chain (kind "request": request id and kind, event,
 recipient, action, outcome, reason) and recorded in `subject_request_actions`; a request or event
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from streams.agreements.compiler import PlanSet
 from streams.deadletter import Output
 from streams.rights.context import Context, Job
 from streams.rights.erase import erase
@@ -47,10 +49,13 @@ class SubjectRightsService:
 
     # --- per event ---------------------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Reload the restriction set if another worker changed it (before a batch: may query)."""
+        self.ctx.restrictions.refresh()
+
     def restriction(self, partner: str, event_type: str, event: Mapping[str, Any]) -> str | None:
         """Why this event may not be shared (its subject is restricted by `partner`), else None."""
         restrictions = self.ctx.restrictions
-        restrictions.refresh()
         if not restrictions.active(partner):
             return None  # the common case: no linkage tokens computed at all
         for subject in subjects_of(event):
@@ -63,7 +68,7 @@ class SubjectRightsService:
     # --- requests ----------------------------------------------------------------------------------
 
     def handle_request(
-        self, partner: str, event: Mapping[str, Any], planset: Any, audit: AuditFn, out: list[Output]
+        self, partner: str, event: Mapping[str, Any], planset: PlanSet, audit: AuditFn, out: list[Output]
     ) -> None:
         request_id = str((event.get("envelope") or {}).get("event_id", ""))
         try:
@@ -87,8 +92,6 @@ class SubjectRightsService:
             # Person views are keyed by each recipient's own token: erasure must reach every one.
             tokens, recipients = self.ctx.view_tokens, views.profile_recipients
             job.expand = lambda person: tokens.expand(person, recipients)
-        if self.ctx.vault_rows is not None:
-            self.ctx.vault_rows.discard()  # rows a failed earlier request left behind
         try:
             res = resolve(self.ctx, job, self.settle_seconds, self._sleep)
             self._dispatch(job, res, planset)
@@ -99,7 +102,7 @@ class SubjectRightsService:
             audit(**_summary(request, None, "error", f"request failed: {type(exc).__name__}"))
             raise
 
-    def _dispatch(self, job: Job, res: Resolution, planset: Any) -> None:
+    def _dispatch(self, job: Job, res: Resolution, planset: PlanSet) -> None:
         rid = job.request.request_id
         for event_id, reason in res.refused:
             job.step(event_id, "*", "refuse", "denied", reason)

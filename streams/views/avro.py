@@ -2,7 +2,7 @@
 
 The schemas live in `schemas/views/` (a subdirectory, so the event catalogue, which reads only
 `schemas/*.avsc`, never mistakes them for event types). They are registered under TopicNameStrategy
-subjects on first use; ids are cached by `RegistrySchemas`, so only the first emission blocks on the
+subjects on first use; ids are cached by `SchemaCache`, so only the first emission blocks on the
 registry (and emission runs in a thread anyway).
 """
 
@@ -16,8 +16,8 @@ from fastavro import parse_schema
 
 from streams import topics
 from streams.avro import serde
+from streams.avro.serde import SchemaCache
 from streams.privacy.disclosure import SuppressedTable
-from streams.registry.client import RegistrySchemas
 from streams.settings import ROOT
 from streams.views.profiles import Profile
 from streams.views.sink import MARGIN
@@ -36,7 +36,7 @@ def _load(name: str) -> dict[str, Any]:
 class ViewSchemas:
     """Encoders for `views.person_profile` and `views.area_counts` values (schema ids from the registry)."""
 
-    def __init__(self, registry: RegistrySchemas, profile_topic: str, area_topic: str) -> None:
+    def __init__(self, registry: SchemaCache, profile_topic: str, area_topic: str) -> None:
         self._registry = registry
         self.profile_schema = _load(topics.VIEWS_PERSON_PROFILE)
         self.area_schema = _load(topics.VIEWS_AREA_COUNTS)

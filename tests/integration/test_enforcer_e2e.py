@@ -28,9 +28,10 @@ from fastavro import schemaless_writer
 
 from streams import topics
 from streams.avro.catalogue import load_catalogue
+from streams.avro.serde import SchemaCache
 from streams.publish.publisher import Publisher
 from streams.publish.simulate import Simulation
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.registry.client import registry_client
 from streams.settings import ROOT, Settings
 from tests.support.stack import (
     audit_records,
@@ -527,7 +528,7 @@ def test_hostile_records_are_dead_lettered_with_their_reason(stack: tuple[Settin
     with Publisher(settings, "thames_valley_police") as pub:
         good = pub.prepare("police.stop_search", stop_search)
         good_id = str(pub.publish("police.stop_search", stop_search).event_id)
-    schema_id = RegistrySchemas(registry_client(settings)).id_for(
+    schema_id = SchemaCache(registry_client(settings)).id_for(
         topics.value_subject(police_topic),
         load_catalogue(settings.schemas_dir).event_type("police.stop_search").schema,
     )
@@ -586,7 +587,7 @@ def test_event_ids_are_passed_on_in_canonical_form(stack: tuple[Settings, Worker
         record = pub.prepare("police.stop_search", stop_search)
     canonical = str(uuid.uuid4())
     record["envelope"] = dict(record["envelope"], event_id=canonical.upper())
-    schema_id = RegistrySchemas(registry_client(settings)).id_for(topics.value_subject(topic), et.schema)
+    schema_id = SchemaCache(registry_client(settings)).id_for(topics.value_subject(topic), et.schema)
     buf = io.BytesIO()
     buf.write(b"\x00" + schema_id.to_bytes(4, "big"))
     schemaless_writer(buf, et.parsed, record)

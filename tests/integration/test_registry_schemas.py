@@ -1,4 +1,4 @@
-"""RegistrySchemas against the real embedded registry: ids the registry does not know are asked
+"""The schema cache against the real embedded registry: ids the registry does not know are asked
 about once per TTL, so a flood of records with a bogus id is not a flood of registry requests."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from streams.avro.catalogue import load_catalogue
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.avro.serde import SchemaCache, UnknownSchema
+from streams.registry.client import registry_client
 from streams.settings import Settings
 from tests.support.stack import wait_until
 
@@ -25,18 +26,18 @@ def not_found_requests() -> float:
 
 
 def test_an_unknown_id_is_asked_once_per_ttl(settings_factory: Callable[..., Settings]) -> None:
-    schemas = RegistrySchemas(registry_client(settings_factory()), unknown_ttl_s=1.0)
+    schemas = SchemaCache(registry_client(settings_factory()), unknown_ttl_s=1.0)
     before = not_found_requests()
     first_asked = time.monotonic()
 
     for _ in range(50):
-        with pytest.raises(LookupError, match=f"schema id {UNKNOWN_ID} not found"):
-            schemas.schema_for_id(UNKNOWN_ID)
+        with pytest.raises(UnknownSchema, match=f"schema id {UNKNOWN_ID} is not in the registry"):
+            schemas.schema(UNKNOWN_ID)
     assert not_found_requests() - before == 1  # 50 lookups, one request
 
     def asked_again() -> bool:
-        with pytest.raises(LookupError, match="not found"):
-            schemas.schema_for_id(UNKNOWN_ID)
+        with pytest.raises(UnknownSchema, match="is not in the registry"):
+            schemas.schema(UNKNOWN_ID)
         return not_found_requests() - before >= 2
 
     # Looked up again and again: the registry is asked once more when the TTL has passed, not sooner.
@@ -47,14 +48,14 @@ def test_an_unknown_id_is_asked_once_per_ttl(settings_factory: Callable[..., Set
 
 def test_known_ids_are_unaffected_by_remembered_misses(settings_factory: Callable[..., Settings]) -> None:
     settings = settings_factory()
-    schemas = RegistrySchemas(registry_client(settings), unknown_ttl_s=60.0)
+    schemas = SchemaCache(registry_client(settings), unknown_ttl_s=60.0)
     et = load_catalogue(settings.schemas_dir).event_type("police.crime_recorded")
     known = schemas.id_for("test-registry-schemas-value", et.schema)
     before = not_found_requests()
 
-    with pytest.raises(LookupError):
-        schemas.schema_for_id(UNKNOWN_ID)
-    assert schemas.schema_for_id(known)["name"] == et.schema["name"]
-    with pytest.raises(LookupError):  # still remembered, without asking
-        schemas.schema_for_id(UNKNOWN_ID)
+    with pytest.raises(UnknownSchema):
+        schemas.schema(UNKNOWN_ID)
+    assert schemas.schema(known)["name"] == et.schema["name"]
+    with pytest.raises(UnknownSchema):  # still remembered, without asking
+        schemas.schema(UNKNOWN_ID)
     assert not_found_requests() - before == 1

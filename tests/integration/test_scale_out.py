@@ -46,6 +46,7 @@ from agents.views import SERVED_BY_HEADER
 from streams import topics
 from streams.agreements import PlanWatcher
 from streams.avro.catalogue import load_catalogue
+from streams.avro.serde import SchemaCache
 from streams.deadletter import Output, RawRecord
 from streams.enforce.audit import AuditChain, audit_partition
 from streams.enforce.combine import is_combination
@@ -57,7 +58,7 @@ from streams.linkage.view_tokens import ViewTokens, view_keys
 from streams.privacy.keys import KeyRing
 from streams.publish.simulate import Simulation
 from streams.publish.simulate.people import make_pnc_id, make_upn
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.registry.client import registry_client
 from streams.settings import Settings
 from streams.views.area_counts import AreaCounts
 from streams.views.factors import load_factors
@@ -227,23 +228,22 @@ def reference_enforcement(settings: Settings) -> Reference:
     partition in offset order (fresh chains: the reference is one uninterrupted owner)."""
     catalogue = load_catalogue(settings.schemas_dir)
     keyring = KeyRing.load(settings.keyring_path)
-    schemas = RegistrySchemas(registry_client(settings))
+    schemas = SchemaCache(registry_client(settings))
     n = settings.topic_partitions
     enforcer = Enforcer(
         catalogue=catalogue,
         plans=PlanWatcher(settings.agreements_dir, catalogue, keyring),
         schemas=schemas,
-        output_schemas=schemas,
         audit_partitions=n,
         recover_chains=lambda ids: {c: AuditChain(c, partition=audit_partition(c, n)) for c in ids},
-        link_facts=make_link_facts(settings, catalogue, keyring, None),
+        link_facts=make_link_facts(settings, catalogue, keyring),
     )
     outputs: list[Output] = []
     for raw_topic in topic_names(settings, "raw."):
         records = [RawRecord.from_message(m) for m in read_topic(settings, raw_topic)]
         if records:
             enforcer.prepare(records)
-            outputs += enforcer.process_batch(records)
+            outputs += enforcer.process_batch(records).outputs
     ref = Reference(defaultdict(set), {}, set(), set())
     for out in outputs:
         if out.topic.startswith("shared."):

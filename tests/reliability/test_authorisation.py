@@ -26,10 +26,10 @@ import pytest
 
 from streams import deadletter as dl
 from streams import topics
-from streams.avro.serde import encode
+from streams.avro.serde import SchemaCache, encode
 from streams.publish.publisher import prepare_event
 from streams.publish.simulate import Simulation
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.registry.client import registry_client
 from streams.settings import ROOT
 from tests.support.reid import as_caller
 from tests.support.stack import (
@@ -81,7 +81,7 @@ def test_spoofed_partners_and_unagreed_recipients_receive_nothing(bus: tuple[Sta
 
     # Spoof both ways between the two school partners: only reading_schools has an agreement
     # (education -> reading_yjs_team), so a spoof accepted either way would share or mislabel data.
-    schemas = RegistrySchemas(registry_client(settings))
+    schemas = SchemaCache(registry_client(settings))
     spoofs: dict[str, tuple[str, str]] = {}  # event id -> (topic's partner, claimed partner)
     records: list[tuple[str, bytes | None, bytes | None]] = []
     pairs = [("oxfordshire_schools", "reading_schools"), ("reading_schools", "oxfordshire_schools")]

@@ -36,12 +36,12 @@ from hypothesis import strategies as st
 from streams import deadletter as dl
 from streams import topics
 from streams.avro.catalogue import Catalogue
-from streams.avro.serde import encode
+from streams.avro.serde import SchemaCache, encode
 from streams.enforce.combine import is_combination
 from streams.privacy.identifiers import nhs_check_digit
 from streams.publish.publisher import prepare_event
 from streams.publish.simulate import Simulation
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.registry.client import registry_client
 from streams.settings import Settings
 from tests.reliability.conftest import Sizes
 from tests.support.stack import (
@@ -114,7 +114,7 @@ class Material:
 def build_material(
     settings: Settings, catalogue: Catalogue, events: list[tuple[str, str, dict[str, Any]]]
 ) -> Material:
-    schemas = RegistrySchemas(registry_client(settings))
+    schemas = SchemaCache(registry_client(settings))
     material = Material(catalogue, {})
     for partner, event_type, event in events:
         topic = topics.raw(partner, event_type)

@@ -25,7 +25,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from streams import topics
-from streams.avro.serde import encode
+from streams.avro.serde import SchemaCache, encode
 from streams.deadletter import Output
 from streams.errors import BrokerError
 from streams.kafka.admin import TopicSpec, ensure_topics, partition_counts
@@ -34,7 +34,7 @@ from streams.kafka.producer import CHAINED_PRODUCER, DeliveringProducer
 from streams.publish.publisher import prepare_event
 from streams.publish.simulate import Simulation
 from streams.registry import EmbeddedRegistry
-from streams.registry.client import RegistrySchemas, registry_client
+from streams.registry.client import registry_client
 from streams.settings import Settings
 from tests.support.stack import (
     Stack,
@@ -155,7 +155,7 @@ def test_worker_rides_out_a_registry_restart(own_registry_topic: Stack) -> None:
 
     # Frames made now, as a partner's client would have them ready (its serializer caches the id):
     # one batch of a known event type, one of a type the worker has not decoded yet.
-    schemas = RegistrySchemas(registry_client(settings))
+    schemas = SchemaCache(registry_client(settings))
 
     def frames(
         batch: list[tuple[str, str, dict[str, object]]],

@@ -11,10 +11,10 @@ import pytest
 
 from streams import deadletter as dl
 from streams import topics
-from streams.agreements import compile_plans, load_agreements
+from streams.agreements import PlanSet, compile_plans, load_agreements
 from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.avro.formats import FORMATS, checker_for, is_free_text
-from streams.avro.serde import encode
+from streams.avro.serde import SchemaCache, encode
 from streams.deadletter import Output, RawRecord
 from streams.enforce.audit import AuditChain
 from streams.enforce.engine import Enforcer
@@ -22,6 +22,7 @@ from streams.privacy.keys import KeyRing
 from streams.publish.publisher import EventInvalid, prepare_event
 from streams.publish.simulate import Simulation
 from streams.settings import ROOT
+from tests.support.registry import MemoryRegistry
 
 ATTACK = "Jordan SMITH RG1 2AB"
 
@@ -79,28 +80,6 @@ def test_the_publisher_rejects_a_bad_value_naming_the_field_not_the_value(catalo
     assert "Jordan" not in str(exc.value)
 
 
-class _Schemas:
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self.schema = schema
-        self.ids: dict[str, int] = {}
-
-    def schema_for_id(self, schema_id: int) -> dict[str, Any]:
-        if schema_id != 1:
-            raise LookupError(schema_id)
-        return self.schema
-
-    def id_for(self, subject: str, schema: dict[str, Any]) -> int:
-        return self.ids.setdefault(subject, 100 + len(self.ids))
-
-
-class _Plans:
-    def __init__(self, planset: Any) -> None:
-        self.planset = planset
-
-    def current(self) -> Any:
-        return self.planset
-
-
 def _enforce(catalogue: Catalogue, event: dict[str, Any]) -> list[Output]:
     et = catalogue.event_type("police.crime_recorded")
     planset = compile_plans(
@@ -108,21 +87,24 @@ def _enforce(catalogue: Catalogue, event: dict[str, Any]) -> list[Output]:
         catalogue,
         KeyRing.generate(),
     )
-    schemas = _Schemas(et.schema)
+    registry = MemoryRegistry()
+    schema_id = registry.add(et.schema)
+
+    class _Plans:
+        def current(self) -> PlanSet:
+            return planset
+
     enforcer = Enforcer(
         catalogue=catalogue,
-        plans=_Plans(planset),
-        schemas=schemas,
-        output_schemas=schemas,
+        plans=_Plans(),
+        schemas=SchemaCache(registry),
         audit_partitions=1,
         recover_chains=lambda ids: {i: AuditChain(i) for i in ids},
     )
     topic = topics.raw("thames_valley_police", "police.crime_recorded")
-    rec = RawRecord(topic, 0, 7, b"k", encode(et.parsed, 1, event))
+    rec = RawRecord(topic, 0, 7, b"k", encode(et.parsed, schema_id, event))
     enforcer.prepare([rec])
-    out: list[Output] = []
-    enforcer.process(rec, out)
-    return out
+    return enforcer.process_batch([rec]).outputs
 
 
 def test_the_enforcer_dead_letters_a_bad_value_with_the_reason(catalogue: Catalogue) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from streams.enforce.engine import observe_many
+from streams.enforce.tally import observe_many
 
 VALUES = [0.0, 0.0004, 0.005, 0.005, 0.0051, 0.3, 2.5, 7.0, 1e9, 0.1, 0.1]
 

@@ -12,9 +12,18 @@ import pytest
 from fastavro import parse_schema
 
 from streams.avro.catalogue import load_catalogue
-from streams.avro.serde import SchemaCache, SerdeError, decode, decode_header, encode
+from streams.avro.serde import (
+    RegistryUnavailable,
+    SchemaCache,
+    SerdeError,
+    UnknownSchema,
+    decode,
+    decode_header,
+    encode,
+)
 from streams.publish.publisher import prepare_event
 from streams.settings import ROOT
+from tests.support.registry import MemoryRegistry
 
 
 @dataclass
@@ -96,7 +105,7 @@ def test_unknown_schema_id_and_corrupt_payload_raise_serde_errors(
 ) -> None:
     parsed, schema, record = exclusion
     cache = SchemaCache(StubRegistry({1: json.dumps(schema)}))
-    with pytest.raises(SerdeError, match="cannot fetch schema id 9"):
+    with pytest.raises(UnknownSchema, match="schema id 9 is not in the registry"):
         decode(encode(parsed, 9, record), cache)
     truncated = encode(parsed, 1, record)[:20]
     with pytest.raises(SerdeError, match="cannot decode payload with schema id 1"):
@@ -114,3 +123,42 @@ def test_reader_schema_resolves_an_older_writer(
     cache = SchemaCache(StubRegistry({3: json.dumps(schema)}))
     _, decoded = decode(encode(parsed, 3, record), cache, reader_schema=parse_schema(newer))
     assert decoded["notes"] is None and decoded["school_urn"] == "109012"
+
+
+def test_a_registry_that_does_not_answer_is_not_the_records_fault(
+    exclusion: tuple[Any, dict[str, Any], dict[str, Any]],
+) -> None:
+    """An outage raises RegistryUnavailable, which no stage may dead-letter as a SerdeError."""
+    parsed, schema, record = exclusion
+    registry = MemoryRegistry()
+    schema_id = registry.add(schema)
+    cache = SchemaCache(registry)
+    registry.down = True
+    with pytest.raises(RegistryUnavailable) as exc:
+        decode(encode(parsed, schema_id, record), cache)
+    assert not isinstance(exc.value, SerdeError)
+    registry.down = False  # the outage is not remembered: the next read asks again
+    assert decode(encode(parsed, schema_id, record), cache)[1]["school_urn"] == "109012"
+
+
+def test_a_non_canonical_event_id_is_written_canonically_and_a_bad_one_refused(
+    exclusion: tuple[Any, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, schema, record = exclusion
+    registry = MemoryRegistry()
+    cache = SchemaCache(registry)
+    schema_id = registry.add(schema)
+    event_id = str(record["envelope"]["event_id"])
+    upper = {**record, "envelope": {**record["envelope"], "event_id": event_id.upper()}}
+    text_schema = json.loads(json.dumps(schema))
+    for field in text_schema["fields"]:  # a writer that does not check its uuids
+        if field["name"] == "envelope":
+            for inner in field["type"]["fields"]:
+                if inner["name"] == "event_id":
+                    inner["type"] = "string"
+    writer = parse_schema(text_schema)
+    _, decoded = decode(encode(writer, schema_id, upper), cache)
+    assert decoded["envelope"]["event_id"] == event_id.lower()
+    bad = {**record, "envelope": {**record["envelope"], "event_id": "not-a-uuid"}}
+    with pytest.raises(SerdeError, match=r"envelope\.event_id is not a UUID"):
+        decode(encode(writer, schema_id, bad), cache)

@@ -24,6 +24,7 @@ from agents.linker import LinkerStage
 from streams import topics
 from streams.agreements import PlanSet, compile_plans, load_agreements
 from streams.avro.catalogue import Catalogue
+from streams.avro.serde import SchemaCache
 from streams.deadletter import Output, RawRecord
 from streams.enforce.audit import AuditChain, audit_partition
 from streams.enforce.engine import Enforcer
@@ -34,6 +35,7 @@ from streams.privacy.keys import KeyRing
 from streams.settings import Settings
 from streams.views.profiles import Profile
 from streams.views.state import MemoryStore, ProfileStage, ViewsTopics
+from tests.support.registry import MemoryRegistry
 
 from .conftest import EXAMPLES, TODAY
 
@@ -41,21 +43,12 @@ from .conftest import EXAMPLES, TODAY
 OCCURRED = datetime(2026, 11, 14, 23, 47, 12, tzinfo=UTC)
 
 
-class _Registry:
-    """Writer schemas by id (one per event type) and output schema ids: the registry's two roles."""
+class _Registry(MemoryRegistry):
+    """One writer schema per event type, its id by event type name."""
 
     def __init__(self, catalogue: Catalogue) -> None:
-        self.by_id = {i + 1: et.schema for i, et in enumerate(catalogue.event_types.values())}
-        self.ids = {et: i + 1 for i, et in enumerate(catalogue.event_types)}
-        self.outputs: dict[str, int] = {}
-
-    def schema_for_id(self, schema_id: int) -> dict[str, Any]:
-        if schema_id not in self.by_id:
-            raise LookupError(schema_id)
-        return self.by_id[schema_id]
-
-    def id_for(self, subject: str, schema: dict[str, Any]) -> int:
-        return self.outputs.setdefault(subject + json.dumps(schema, sort_keys=True), 1000 + len(self.outputs))
+        super().__init__()
+        self.ids = {et.name: self.add(et.schema) for et in catalogue.event_types.values()}
 
 
 @dataclass
@@ -82,11 +75,10 @@ class Bus:
         self.enforcer = Enforcer(
             catalogue=self.catalogue,
             plans=_Plans(),
-            schemas=self.registry,
-            output_schemas=self.registry,
+            schemas=SchemaCache(self.registry),
             audit_partitions=1,
             recover_chains=lambda ids: {c: AuditChain(c, partition=audit_partition(c, 1)) for c in ids},
-            link_facts=make_link_facts(settings, self.catalogue, self.keyring, None),
+            link_facts=make_link_facts(settings, self.catalogue, self.keyring),
         )
         self.view_tokens = ViewTokens(self.keyring, self.keyring.ids[0])
         self._sent: list[Output] = []
@@ -105,7 +97,7 @@ class Bus:
         record = RawRecord(topic, 0, self.offset, None, buf.getvalue())
         self.offset += 1
         self.enforcer.prepare([record])
-        outputs = self.enforcer.process_batch([record])
+        outputs = self.enforcer.process_batch([record]).outputs
         self.audit += [json.loads(o.value or b"{}") for o in outputs if o.topic == topics.AUDIT_DECISIONS]
         links = [o for o in outputs if o.topic == topics.LINK_IDENTIFIERS]
         self.links += [json.loads(o.value or b"{}") for o in links]
