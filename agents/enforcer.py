@@ -58,8 +58,7 @@ class BatchRunner:
         self.vault = vault
         self.requests = requests
         # The vault write (PostgreSQL) runs while librdkafka delivers the outputs: both must be
-        # confirmed before the batch's offsets are committed. ~13% of the enforcer's wall time was
-        # spent waiting for PostgreSQL alone (benchmarks/throughput.py, py-spy).
+        # confirmed before the batch's offsets are committed, and neither waits for the other.
         self._vault_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault")
 
     def decide(self, records: list[RawRecord]) -> Batch:
@@ -127,8 +126,8 @@ class PipelinedEnforcer(BatchedConsumer):
     """The batched enforcer, deciding batch N+1 while batch N's outputs are delivered.
 
     Per poll: decide the new batch (CPU), then settle the previous one (wait for its deliveries
-    and vault write, commit its offsets), then start sending the new one. The process no longer
-    sits idle while librdkafka and PostgreSQL work (35% of its time before). At-least-once holds:
+    and vault write, commit its offsets), then start sending the new one, so the process decides
+    while librdkafka and PostgreSQL work instead of waiting for them. At-least-once holds:
     a batch's offsets are committed only after all its outputs and vault rows are confirmed, and
     nothing of batch N+1 is sent before N is settled, so a failure of N (which re-decides N and
     N+1 from recovered chains) can never leave N+1's audit records after a gap.
