@@ -100,7 +100,7 @@ def _event_id_as_text(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema with `envelope.event_id` read as plain text instead of a `uuid.UUID`.
 
     fastavro's uuid logical type builds a UUID object that every reader turns straight back into
-    text (~4% of the enforcer's time); `decode` checks the text is canonical instead. Schemas
+    text; `decode` checks the text is canonical instead. Schemas
     without such a field pass through.
     """
     if not isinstance(schema.get("fields"), list):
