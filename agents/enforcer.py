@@ -140,6 +140,10 @@ class PipelinedEnforcer(BatchedConsumer):
         self.runner = runner
         self._pending: InFlight | None = None
         self.stages = StageLog(settings.stage_log_path)
+        # Settled batches whose offsets are not committed yet (committed together, see `_settle`).
+        self._settled: dict[tuple[str, int], int] = {}
+        self._settled_stamps: list[BatchStamps] = []
+        self._committed_at = 0.0
 
     def _consumer_config(self) -> dict[str, Any]:
         """The hot path's own fetch wait (publish-to-share latency), below other consumers'."""
@@ -160,26 +164,42 @@ class PipelinedEnforcer(BatchedConsumer):
             record_lag(records, highwater)
 
     def _settle(self, consumer: Consumer, *, wait_for_commit: bool = False) -> None:
-        """Wait for the batch in flight, then commit its offsets.
+        """Wait for the batch in flight; commit the settled batches' offsets at most every
+        `SHARINGBUS_ENFORCER_COMMIT_INTERVAL_MS`.
 
-        The commit itself need not be waited for in steady state: if it is lost, the batch is
-        replayed (de-duplicable), which is all at-least-once asks. Before a rebalance it is.
+        Small batches (a slow stream) would otherwise mean a commit every few records, and each
+        costs the broker CPU the hot path shares. Only settled batches are ever committed, so
+        at-least-once holds; a crash replays at most the interval's batches (de-duplicable). The
+        commit need not be waited for in steady state: if it is lost, the batches are replayed.
+        Before a rebalance, at a stop and before a failed batch is rewound, it is made and waited for.
         """
         pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        if pending.settle(self.runner.producer):
+        undelivered = pending is not None and bool(pending.settle(self.runner.producer))
+        if pending is not None and not undelivered:
+            self._settled.update(next_offsets(pending.records))
+            if pending.stamps is not None:
+                self._settled_stamps.append(pending.stamps)
+        due = time.monotonic() - self._committed_at >= self.settings.enforcer_commit_interval_ms / 1000
+        if self._settled and (due or wait_for_commit or undelivered):
+            self._commit(consumer, wait=wait_for_commit or undelivered)
+        if undelivered:
             raise UndeliveredBatch("outputs undelivered")  # the loop rewinds to the committed offsets
+
+    def _commit(self, consumer: Consumer, *, wait: bool) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._settled.items()]
+        stamps, self._settled, self._settled_stamps = self._settled_stamps, {}, []
+        self._committed_at = time.monotonic()
         try:
-            if wait_for_commit:
-                consumer.commit(offsets=pending.offsets(), asynchronous=False)
+            if wait:
+                consumer.commit(offsets=offsets, asynchronous=False)
             else:
-                consumer.commit(offsets=pending.offsets(), asynchronous=True)
-        except KafkaException as exc:  # e.g. a rebalance: the batch is replayed (de-duplicable)
+                consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:  # e.g. a rebalance: the batches are replayed (de-duplicable)
             log.warning("commit failed, the batch may be replayed: %s", exc)
-        if pending.stamps is not None:
-            pending.stamps.committed = time.time()
-            self.stages.write(pending.stamps)
+        now = time.time()
+        for stamp in stamps:
+            stamp.committed = now
+            self.stages.write(stamp)
 
     def _before_revoke(self, consumer: Consumer) -> None:
         try:

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         description="Longest the enforcer's fetch waits for data: Tansu answers only when it expires, "
         "so a record waits up to this long; lower costs the broker CPU (docs/performance.md)",
     )
+    enforcer_commit_interval_ms: int = Field(
+        100,
+        ge=0,
+        description="The enforcer commits settled batches at most this often (each commit costs the "
+        "broker CPU; a crash replays at most this long of de-duplicable work)",
+    )
     producer_linger_ms: int = Field(
         1, ge=0, description="How long the enforcer's producer gathers records before sending (latency)"
     )
