@@ -75,18 +75,13 @@ from streams.kafka.producer import DeliveringProducer
 from streams.registry.client import registry_client
 from streams.settings import Settings
 from streams.views.area_counts import Level
+from streams.views.area_stage import AreaStage, TableAreaCounts, split_row_key
 from streams.views.avro import ViewSchemas
 from streams.views.factors import FactorExtractor, load_factors
+from streams.views.profile_stage import ProfileStage
 from streams.views.sink import ViewsSink
 from streams.views.snapshots import SnapshotLedger, SnapshotPolicy
-from streams.views.state import (
-    AREA_PARTITION,
-    AreaStage,
-    ProfileStage,
-    TableAreaCounts,
-    ViewsTopics,
-    split_row_key,
-)
+from streams.views.state import AREA_PARTITION, ViewsTopics
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from streams.views.area_stage import TableAreaCounts
 from streams.views.factors import FactorDef
 from streams.views.profiles import Profile
 from streams.views.snapshots import SnapshotLedger, SnapshotPolicy
-from streams.views.state import TableAreaCounts
 
 __all__ = ["LiveViews", "TableViewsReader"]
 

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from streams.views.area_stage import TableAreaCounts
 from streams.views.snapshots import SnapshotLedger
-from streams.views.state import AREA_PARTITION, TableAreaCounts
+from streams.views.state import AREA_PARTITION
 
 __all__ = ["AREA_SNAPSHOTS", "SnapshotFreezer"]
 

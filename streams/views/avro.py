@@ -19,9 +19,9 @@ from streams.avro import serde
 from streams.avro.serde import SchemaCache
 from streams.privacy.disclosure import SuppressedTable
 from streams.settings import ROOT
+from streams.views.area_stage import row_key
 from streams.views.profiles import Profile
 from streams.views.sink import MARGIN
-from streams.views.state import row_key
 
 __all__ = ["SCHEMA_DIR", "ViewSchemas", "area_records", "profile_record"]
 

@@ -32,11 +32,11 @@ from streams.kafka.reader import read_to_end
 from streams.kafka.topology import VIEWS_PROFILE_MOVES
 from streams.privacy.keys import KeyRing
 from streams.settings import Settings
+from streams.views.area_stage import row_key
 from streams.views.factors import load_factors
 from streams.views.periods import next_week
 from streams.views.sink import area_rows
 from streams.views.snapshots import SnapshotPolicy, snapshot
-from streams.views.state import row_key
 from tests.support.stack import reader_config
 from tests.workers import WorkerProcess, discard, start_worker
 

@@ -25,10 +25,11 @@ from agents.views_snapshots import SnapshotFreezer
 from streams.deadletter import Output, RawRecord
 from streams.privacy.disclosure import suppress
 from streams.settings import ROOT
+from streams.views.area_stage import AreaStage, TableAreaCounts
 from streams.views.factors import load_factors
 from streams.views.periods import week_close
 from streams.views.snapshots import SnapshotLedger, SnapshotPolicy
-from streams.views.state import AreaStage, MemoryStore, TableAreaCounts, ViewsTopics
+from streams.views.state import MemoryStore, ViewsTopics
 from tests.support.disclosure_attack import Published, Truth, attack, from_area_records
 
 NAMES = ViewsTopics()

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.views.area_counts import AreaCounts, person_key
+from streams.views.area_stage import TableAreaCounts
 from streams.views.profiles import event_key
-from streams.views.state import TableAreaCounts
 
 
 def _fact(n: int, factors: list[str], district: str = "RG1", week: int = 11) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from agents.views_emit import Emitter
 from agents.views_reader import LiveViews
 from streams.deadletter import Output
 from streams.settings import ROOT
+from streams.views.area_stage import TableAreaCounts
 from streams.views.factors import load_factors
 from streams.views.profiles import Profile, apply_fact, rescore
-from streams.views.state import TableAreaCounts, ViewsTopics
+from streams.views.state import ViewsTopics
 
 NAMES = ViewsTopics()
 NOW = datetime(2026, 3, 15, tzinfo=UTC)

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.deadletter import RawRecord
+from streams.views.profile_stage import ProfileResult, ProfileStage
 from streams.views.profiles import MAX_CONTRIBUTIONS, Profile, apply_fact, event_key, merge, retract
-from streams.views.state import MemoryStore, ProfileResult, ProfileStage, ViewsTopics
+from streams.views.state import MemoryStore, ViewsTopics
 
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
 NAMES = ViewsTopics()

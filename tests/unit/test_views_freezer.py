@@ -9,9 +9,9 @@ from typing import Any
 
 from agents.views_cohort import merge_cohorts
 from agents.views_snapshots import SnapshotFreezer
+from streams.views.area_stage import TableAreaCounts
 from streams.views.periods import week_close
 from streams.views.snapshots import SnapshotLedger, SnapshotPolicy
-from streams.views.state import TableAreaCounts
 
 NOW = week_close("2026-W11") + timedelta(days=10)
 

@@ -10,18 +10,11 @@ from typing import Any
 from streams.avro.catalogue import load_catalogue
 from streams.deadletter import Output, RawRecord, header
 from streams.views.area_counts import AreaCounts
+from streams.views.area_stage import AreaStage, TableAreaCounts, publish_week, row_key
 from streams.views.avro import SCHEMA_DIR
+from streams.views.profile_stage import ProfileResult, ProfileStage
 from streams.views.profiles import Profile
-from streams.views.state import (
-    AreaStage,
-    MemoryStore,
-    ProfileResult,
-    ProfileStage,
-    TableAreaCounts,
-    ViewsTopics,
-    publish_week,
-    row_key,
-)
+from streams.views.state import MemoryStore, ViewsTopics
 
 NAMES = ViewsTopics()
 NOW = datetime(2026, 3, 20, tzinfo=UTC)

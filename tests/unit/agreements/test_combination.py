@@ -33,8 +33,9 @@ from streams.linkage.linker import Linker
 from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.keys import KeyRing
 from streams.settings import Settings
+from streams.views.profile_stage import ProfileStage
 from streams.views.profiles import Profile
-from streams.views.state import MemoryStore, ProfileStage, ViewsTopics
+from streams.views.state import MemoryStore, ViewsTopics
 from tests.support.registry import MemoryRegistry
 
 from .conftest import EXAMPLES, TODAY
