@@ -85,8 +85,18 @@ CREATE TABLE IF NOT EXISTS vault_aliases (
     from_token text PRIMARY KEY,
     into_token text NOT NULL
 );
-ALTER TABLE vault_subjects ADD COLUMN IF NOT EXISTS identifier_count int
-    GENERATED ALWAYS AS (jsonb_array_length(jsonb_path_query_array(identifiers, '$.keyvalue()'))) STORED;
+-- Checked first: ALTER TABLE locks out the enforcers' writes even when the column is there.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_attribute
+        WHERE attrelid = 'vault_subjects'::regclass AND attname = 'identifier_count' AND NOT attisdropped
+    ) THEN
+        ALTER TABLE vault_subjects ADD COLUMN identifier_count int GENERATED ALWAYS AS
+            (jsonb_array_length(jsonb_path_query_array(identifiers, '$.keyvalue()'))) STORED;
+    END IF;
+END
+$$;
 REVOKE ALL ON vault_subjects, vault_identities, vault_links, vault_aliases FROM PUBLIC;
 """
 
