@@ -10,7 +10,6 @@ combination is in the ledger.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ from streams.privacy.keys import KeyRing
 from streams.publish.publisher import Publisher
 from streams.registry.client import registry_client
 from streams.settings import ROOT, Settings
-from tests.support.stack import reader_config
+from tests.support.stack import reader_config, wait_until
 from tests.unit.agreements.conftest import _record, set_path
 from tests.workers import WorkerProcess, discard, start_worker
 
@@ -79,14 +78,11 @@ ALLOWED = {"involvement_in_violence", "gang_association"}
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 120.0, last: Any = None) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}" + (f"; last seen {last}" if last else ""))
-        time.sleep(0.5)
+    """`wait_until`, naming what `check` last saw (`last`, filled by the check) on a timeout."""
+    try:
+        return wait_until(check, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen {last}" if last else str(exc)) from None
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,7 +52,7 @@ from streams.rights.resolve import NOT_OWNER
 from streams.rights.retention import purge
 from streams.settings import ROOT, Settings
 from tests.support.reid import Identities, as_caller, owners_of
-from tests.support.stack import reader_config
+from tests.support.stack import audit_records, reader_config, wait_until
 from tests.workers import WorkerProcess, discard, start_worker
 
 SCHOOLS, POLICE = "reading_schools", "thames_valley_police"
@@ -183,18 +182,12 @@ def request(settings: Settings, partner: str, kind: str, **fields: Any) -> str:
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+    """`wait_until` with this module's argument order and default timeout."""
+    return wait_until(check, timeout, what)
 
 
 def audit(settings: Settings) -> list[dict[str, Any]]:
-    return [json.loads(m.value()) for m in read_to_end(reader_config(settings), topics.AUDIT_DECISIONS)]
+    return audit_records(settings)
 
 
 def request_steps(settings: Settings, request_id: str) -> list[dict[str, Any]]:
