@@ -305,6 +305,13 @@ def register(
                 result = await run_areas(records)
                 freezer.touched(result.weeks)
             live.dead_letters += result.dead
+            if result.late:
+                log.warning(
+                    "%d area facts arrived after their week was published and count in a later week "
+                    "(event, own week, counted in): %s",
+                    len(result.late),
+                    result.late[:5],
+                )
             if result.weeks:
                 live.areas_version += 1
                 emitter.mark_weeks(result.weeks)

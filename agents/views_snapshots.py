@@ -13,6 +13,7 @@ count again, in the next week, a fact the frozen snapshot already holds.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,6 +23,8 @@ from streams.views.snapshots import SnapshotLedger
 from streams.views.state import AREA_PARTITION
 
 __all__ = ["AREA_SNAPSHOTS", "SnapshotFreezer"]
+
+log = logging.getLogger(__name__)
 
 AREA_SNAPSHOTS = "views_area_snapshots"  # week -> SuppressedTable.to_dict(), one partition
 
@@ -68,6 +71,7 @@ class SnapshotFreezer:
                 self.store.put(AREA_PARTITION, week, published.to_dict())
             await self.store.confirm()  # also what `recovered` stored again
             if due:
+                log.info("published the frozen area tables of %d weeks: %s", len(due), ", ".join(due))
                 self.emitter.mark_weeks(due)
         return due
 

@@ -14,7 +14,7 @@ from streams import deadletter as dl
 from streams import metrics
 from streams.deadletter import Output, RawRecord
 from streams.privacy.disclosure import SuppressedTable, suppress
-from streams.views.area_counts import AreaCounts, Cell
+from streams.views.area_counts import AreaCounts, Cell, iso_week
 from streams.views.profiles import (
     event_key,
 )
@@ -108,6 +108,9 @@ class AreaResult:
     weeks: set[str] = field(default_factory=set)  # weeks whose published table may have changed
     applied: int = 0
     dead: int = 0
+    # (event id, its own week, the week it counted in): facts that arrived after their week was
+    # published, so the published tables of their own weeks will never show them
+    late: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class AreaStage:
@@ -134,7 +137,12 @@ class AreaStage:
                 kind = doc.get("kind")
                 if kind == "fact":
                     check_fact(doc)
-                    dirty.update((area, week) for area, week, _ in self.counts.place(doc, self.frozen))
+                    placed = self.counts.place(doc, self.frozen)
+                    dirty.update((area, week) for area, week, _ in placed)
+                    own = iso_week(doc["occurred_at"]) if placed else None
+                    later = sorted({week for _, week, _ in placed if week != own})
+                    if own is not None and later:
+                        result.late.append((str(doc["event_id"]), own, later[0]))
                     result.applied += 1
                 elif kind == "retract":
                     for event_id in parse_event_ids(doc):

@@ -234,3 +234,15 @@ def test_area_stage_counts_a_fact_of_a_published_week_in_the_next_open_week() ->
     }
     frozen.add("2026-W12")
     assert area.process([late]).weeks == set()  # a replay finds it where it was counted
+
+
+def test_area_stage_names_the_facts_that_missed_their_published_week() -> None:
+    frozen = {"2026-W11"}
+    area = AreaStage(TableAreaCounts("district"), MemoryStore(), NAMES, frozen=frozen)
+    late = rec(fact("late", "p.a", ["weapon_carrying"]), "late", NAMES.area_facts)  # 2026-W11
+    on_time = rec(fact("on-time", "p.b", ["weapon_carrying"]), "on-time", NAMES.area_facts)
+    frozen.discard("2026-W11")
+    assert area.process([on_time]).late == []  # its own week is open
+    frozen.add("2026-W11")
+    assert area.process([late]).late == [("late", "2026-W11", "2026-W12")]
+    assert area.process([late]).late == []  # a replay changes nothing, so it is not late again
