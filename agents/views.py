@@ -36,35 +36,27 @@ so Faust's "current event" cannot choose it).
 
 Emission: a timer (`EMIT_INTERVAL`) flushes changed keys only (`agents.views_emit`), in a thread, in
 jobs of at most `EMIT_BATCH` profiles (memory of an emission does not grow with what changed).
-HTTP: the `agents.web` routes are mounted on Faust's web server over `TableViewsReader`; requests
-for a person token or for the area tables that this worker does not own are proxied to the worker
-that does (owner of the key's changelog partition in Faust's assignment; the partition of a token is
-CRC32 % partitions, librdkafka's default partitioner, which produced it). `/api/cohort` ranks
-every worker's partitions, merged by the worker asked (`agents.views_cohort`).
+HTTP: the `agents.web` routes on Faust's web server, each answered by the worker owning its data
+(`agents.views_web`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
-import aiohttp
 import faust
-from aiohttp import web
 from faust.types import TP
 
 from agents import recovery_fix
-from agents.views_cohort import cohort_across_workers
 from agents.views_emit import EMIT_BATCH, Emitter, now_iso
 from agents.views_reader import LiveViews, TableViewsReader
 from agents.views_snapshots import AREA_SNAPSHOTS, SnapshotFreezer
-from agents.web import routes
-from agents.web.auth import TOKEN
+from agents.views_web import mount_web
 from streams import metrics
 from streams.avro.catalogue import load_catalogue
 from streams.avro.serde import SchemaCache
@@ -95,8 +87,6 @@ PROFILES = "views_person_profiles"
 TOMBSTONES = "views_person_tombstones"
 AREA_ROWS = "views_area_rows"
 Runner = Callable[[list[RawRecord]], Awaitable[Any]]
-ROUTED_HEADER = "X-SharingBus-Routed"  # set on proxied requests: answer locally, never route again
-SERVED_BY_HEADER = "X-SharingBus-Served-By"  # on proxied responses: the worker that answered
 
 
 class TableStore:
@@ -364,79 +354,5 @@ def register(
             live.last_emit_at = now_iso()
 
     reader = TableViewsReader(live)
-    _mount_web(app, reader, profiles_table, area_table, n)
+    mount_web(app, reader, profiles_table, area_table, n)
     return Views(live, reader, emitter, profile_stage, area_stage, names, n, (views, views_areas))
-
-
-# --- web -----------------------------------------------------------------------------------------
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def token_partition(token: str, partitions: int) -> int:
-    """Partition of a person token: librdkafka's default partitioner (CRC32), as the linker produced it."""
-    return zlib.crc32(token.encode()) % partitions
-
-
-def _owner(app: faust.App, table: Any, partition: int) -> str | None:
-    """URL of the worker actively holding `partition` of `table`; None for this worker or unknown."""
-    topic = table.changelog_topic.get_topic_name()
-    if app.assignor.is_active(TP(topic, partition)):
-        return None
-    me = str(app.conf.canonical_url).rstrip("/")
-    for host, tps in app.router.table_metadata(table.name).items():
-        if partition in tps.get(topic, ()):
-            return None if str(host).rstrip("/") == me else str(host)
-    return None
-
-
-def _routed(app: faust.App, handler: Handler, owner: Callable[[web.Request], str | None]) -> Handler:
-    async def view(request: web.Request) -> web.StreamResponse:
-        target = None if request.headers.get(ROUTED_HEADER) else owner(request)
-        if target is None:
-            return await handler(request)
-        # The owner verifies the caller's token itself; Host is the one the caller's request passed.
-        headers = {ROUTED_HEADER: "1", "Authorization": f"Bearer {request[TOKEN]}", "Host": request.host}
-        try:
-            async with app.http_client.get(
-                target.rstrip("/") + request.path_qs, headers=headers, timeout=aiohttp.ClientTimeout(total=5)
-            ) as resp:
-                body = await resp.read()
-                return web.Response(
-                    body=body,
-                    status=resp.status,
-                    content_type=resp.content_type,
-                    headers={
-                        "Cache-Control": "no-store",
-                        "X-Content-Type-Options": "nosniff",
-                        SERVED_BY_HEADER: target,
-                    },
-                )
-        except (aiohttp.ClientError, TimeoutError):
-            return web.json_response({"error": "the worker holding this view is unavailable"}, status=503)
-
-    return view
-
-
-def _mount_web(app: faust.App, reader: TableViewsReader, profiles: Any, areas: Any, partitions: int) -> None:
-    """Mount `agents.web` on Faust's aiohttp app (before it starts), routing keyed views to their owner."""
-
-    def person_owner(request: web.Request) -> str | None:
-        return _owner(app, profiles, token_partition(request.match_info.get("token", ""), partitions))
-
-    def area_owner(request: web.Request) -> str | None:
-        return _owner(app, areas, AREA_PARTITION)
-
-    owners = {"/api/persons/{token}": person_owner, "/api/areas": area_owner, "/api/trends": area_owner}
-    mounted = []
-    for route in routes(reader):
-        owner = owners.get(route.path)
-        if route.path == "/api/cohort":  # every worker's partitions, merged by the worker asked
-            merged = cohort_across_workers(
-                app, cast(Handler, route.handler), profiles, partitions, ROUTED_HEADER
-            )
-            route = web.RouteDef(route.method, route.path, merged, route.kwargs)
-        elif owner is not None:
-            handler = cast(Handler, route.handler)
-            route = web.RouteDef(route.method, route.path, _routed(app, handler, owner), route.kwargs)
-        mounted.append(route)
-    cast(Any, app.web).web_app.add_routes(mounted)

@@ -28,7 +28,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from agents.views import token_partition
+from agents.views_web import token_partition
 from streams import topics
 from streams.kafka.reader import read_to_end
 from streams.privacy.keys import KeyRing

@@ -42,7 +42,7 @@ import httpx
 import pytest
 
 from agents.linker import LinkerStage
-from agents.views import SERVED_BY_HEADER
+from agents.views_web import SERVED_BY_HEADER
 from streams import topics
 from streams.agreements import PlanWatcher
 from streams.avro.catalogue import load_catalogue

@@ -24,7 +24,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from agents.views import ROUTED_HEADER, SERVED_BY_HEADER, token_partition
+from agents.views_web import ROUTED_HEADER, SERVED_BY_HEADER, token_partition
 from streams import topics
 from streams.deadletter import header
 from streams.kafka.admin import partition_counts
