@@ -1,10 +1,12 @@
 """Every metric the bus declares is written by the code path it names, under real traffic.
 
-One worker (every role) runs in Prometheus multiprocess mode, as production runs several per host.
-The test publishes simulated events (some with identifiers that fail their check digit), one poison
-record, then breaks one agreement file and lets another lapse, and reads the worker's /metrics until
-every family in `ALL_METRICS` shows what that traffic must have done. A clean stop must then remove
-the worker's live gauges from the shared directory (`mark_process_dead`), and keep its counters.
+Two workers share one Prometheus multiprocess directory, as production runs several per host: an
+enforcer, and one for the audit sink, linker and views. The test publishes simulated events (some
+with identifiers that fail their check digit) and one poison record, breaks one agreement file and
+lets another lapse, then reads the second worker's /metrics until every family in `ALL_METRICS`
+shows what that traffic must have done (what the enforcer wrote included). A clean stop of the
+enforcer must then remove its live gauges from the directory and from the survivor's scrape
+(`mark_process_dead`), and keep its counters.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.support.stack import (
     wait_decided,
     wait_until,
 )
+from tests.workers import start_worker
 
 Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -112,9 +115,31 @@ def test_every_metric_moves_under_traffic_and_a_stopped_worker_leaves_no_live_ga
     n_agreements = len([p for p in agreements.glob("*.yaml") if p.name != "recipients.yaml"])
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
+    env = {metrics.MULTIPROC_ENV: str(multiproc)}
     with open_stack(tmp_path / "bus", agreements_dir=agreements) as stack:
         started = time.time()
-        worker = stack.start_worker(env={metrics.MULTIPROC_ENV: str(multiproc)})
+        # Two processes on one host, as production splits them: the enforcer, and the rest (which
+        # holds no key). Either one's /metrics serves what both wrote.
+        enforcer = start_worker(
+            stack.settings.model_copy(update={"roles": "enforcer"}),
+            tmp_path / "logs",
+            name="enforcer",
+            wait=False,
+            env=env,
+        )
+        stack.workers.append(enforcer)
+        rest = start_worker(
+            stack.settings.model_copy(
+                update={"roles": "audit,linker,views", "keyring_path": tmp_path / "no-keyring.json"}
+            ),
+            tmp_path / "logs",
+            name="rest",
+            wait=False,
+            env=env,
+        )
+        stack.workers.append(rest)
+        enforcer.wait_ready()
+        rest.wait_ready()
 
         sim = Simulation(seed=31, people=200, invalid_rate=0.2)
         sent = publish(stack.settings, sim.events(300))
@@ -137,7 +162,7 @@ def test_every_metric_moves_under_traffic_and_a_stopped_worker_leaves_no_live_ga
         unmoved: dict[str, list[tuple[str, dict[str, str], float]]] = {}
 
         def all_moved() -> bool:
-            samples = scrape(worker)
+            samples = scrape(rest)  # the enforcer's series too: the rest never enforces
             unmoved.clear()
             for name, moved in checks.items():
                 if not moved(samples):
@@ -149,8 +174,15 @@ def test_every_metric_moves_under_traffic_and_a_stopped_worker_leaves_no_live_ga
         except AssertionError as exc:
             raise AssertionError(f"{exc}; not moved: {unmoved}") from None
 
-        pid = worker.proc.pid
-        assert _live_gauge_files(multiproc, pid), "the worker wrote no live gauge in multiprocess mode"
-        assert worker.stop() == 0, worker.log()[-3000:]
-        assert _live_gauge_files(multiproc, pid) == []  # mark_process_dead ran on the way out
-        assert (multiproc / f"counter_{pid}.db").exists()  # counters outlive their process
+        # A clean stop marks the enforcer dead: its live gauges (lag is the enforcer's alone) leave
+        # the directory and the survivor's scrape, its counters stay.
+        consumed = metric_sum(scrape(rest), "sharingbus_events_consumed_total")
+        assert consumed == len(sent)
+        pid = enforcer.proc.pid
+        assert _live_gauge_files(multiproc, pid), "the enforcer wrote no live gauge in multiprocess mode"
+        assert enforcer.stop() == 0, enforcer.log()[-3000:]
+        assert _live_gauge_files(multiproc, pid) == []
+        assert (multiproc / f"counter_{pid}.db").exists()
+        after = scrape(rest)
+        assert _series(after, "sharingbus_consumer_lag") == []
+        assert metric_sum(after, "sharingbus_events_consumed_total") == consumed
