@@ -4,8 +4,10 @@ Identifiers leave the vault only through `reidentification_answer(request, reque
 SECURITY DEFINER function owned by the vault's owner: it answers a request a second, different
 data owner approved (or one opened as break-glass), once, to the identity that asked, and writes
 the audit row in the same transaction. The rights role may call it but cannot SELECT identifiers
-(streams.pg_roles), so even a compromised rights service gets nothing without an approval row,
-and every answer it obtains is in `reidentification_audit`.
+(streams.pg_roles), nor update or delete audit rows: whatever the service in front of it does, no
+identifier leaves without a row naming a requester and a second identity as approver, or saying
+`break_glass`. (Verifying tokens and the roles file is the rights service's job; the database
+keeps the record it cannot take back.)
 
 Tables (created by `SCHEMA`, applied after the vault's own):
 - `reidentification_requests(id, at, token, partner, requester, justification, state, approver,

@@ -218,6 +218,9 @@ def test_cli_dual_control_with_the_shipped_roles_file(pg_dsn: str, ids: Identiti
         "family_name\tSmith\tev-police",
         "pnc_id\t19/0012345X\tev-police",
     ]
+    urgent = _cli(ids, pg_dsn, khan, "break-glass", "--token", person, "--justification", WHY)
+    assert urgent.returncode == 0 and len(urgent.stdout.splitlines()) == 2, urgent.stderr
+    assert "BREAK-GLASS re-identification: request " in urgent.stderr  # the alarm, on the CLI too
     bad = _cli(ids, pg_dsn, jones, "answer", "not-a-number")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     missing = _cli(ids, pg_dsn, jones, "answer", "999999")
