@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
+import psycopg
 
 from agents.batched import BatchedConsumer
 from streams import metrics, topics
@@ -40,6 +41,7 @@ from streams.linkage.outcome import Merge, Review
 from streams.linkage.review import ReviewStore
 from streams.linkage.tokens import FUZZY_KINDS
 from streams.linkage.view_tokens import ViewTokens
+from streams.pg import retry_while_down
 from streams.privacy.vault import Vault
 from streams.settings import Settings
 
@@ -203,11 +205,12 @@ class LinkerStage:
                 links.append((doc["event_id"], doc["subject_index"], person, _exact_tokens(doc["tokens"])))
             metrics.PROCESSING_TIME.labels(stage="link").observe(time.perf_counter() - started)
         self._send(outputs)
-        if self._vault is not None:
-            self._retry(lambda v: v.link_many(links), self._vault)
-            self._retry(lambda v: v.merge_many(merges), self._vault)
-        if self._reviews is not None:
-            self._retry(lambda r: r.queue(queued), self._reviews)
+        # Vault and review writes block the stream until they succeed: nothing may go missing.
+        if (vault := self._vault) is not None:
+            self._retry(lambda: vault.link_many(links), "vault links")
+            self._retry(lambda: vault.merge_many(merges), "vault merges")
+        if (reviews := self._reviews) is not None:
+            self._retry(lambda: reviews.queue(queued), "review queue")
         self.queued.extend(queued)
         state = linker.drain_changes()
         self._send(
@@ -215,15 +218,9 @@ class LinkerStage:
         )
         return len(outputs)
 
-    def _retry(self, write: Callable[[Any], Any], store: Any) -> None:
-        """Vault and review writes block the stream until they succeed: nothing may go missing."""
-        while True:
-            try:
-                write(store)
-                return
-            except Exception as exc:
-                log.warning("vault write failed, retrying: %s", type(exc).__name__)
-                time.sleep(self._backoff)
+    def _retry(self, write: Callable[[], Any], what: str) -> None:
+        """`write` again while PostgreSQL fails; a fault outside PostgreSQL is a bug and raises."""
+        retry_while_down(write, what=what, unavailable=(psycopg.Error,), backoff=self._backoff)
 
 
 def register(
