@@ -30,6 +30,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.kbytes": 1048576,
     "compression.type": "lz4",
     "message.timeout.ms": 60000,
+    # Back within a second of a link's return (librdkafka's default backs off up to 10 s), well
+    # inside the `STALL_S` a stalled producer is given before it is judged wedged.
+    "reconnect.backoff.max.ms": 1000,
     "log_level": 3,
     # Not "delivery.report.only.error": after a fatal idempotence error, confluent-kafka 2.x then
     # hands the callback messages in an inconsistent error state (SystemError from flush()).
@@ -46,6 +49,8 @@ CHAINED_PRODUCER: dict[str, Any] = {"message.timeout.ms": 0, "enable.gapless.gua
 
 # Nothing delivered for this long while the broker answers: the producer is wedged (see `_flush`).
 STALL_S = 10.0
+# No delivery for this long: ask whether the broker answers (an outage is waited for, not a wedge).
+PROBE_AFTER_S = 1.0
 
 _Ident = tuple[str, bytes | None, bytes | None]  # topic, key, value of a produced record
 
@@ -99,6 +104,11 @@ def _on_failure(
         errors.append(err)
 
     return on_delivery
+
+
+def _is_fatal(err: KafkaError) -> bool:
+    """The producer is fatal: the error says so, or it is what a producer already fatal answers."""
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
 
 
 class DeliveringProducer:
@@ -180,7 +190,7 @@ class DeliveringProducer:
         """Wait for every record of `delivery` (and anything else queued); returns what failed."""
         errors = delivery.errors
         wedged = False
-        if not any(e.fatal() for e in errors):
+        if not any(_is_fatal(e) for e in errors):
             try:
                 wedged = self._flush(deadline)
             except KafkaException as exc:
@@ -188,17 +198,28 @@ class DeliveringProducer:
         if wedged:
             # Purged records fail with _PURGE_* reports (so the caller re-sends or re-decides them);
             # the new producer asks the broker for a fresh producer id.
-            self._producer.purge()
-            self._producer.flush(5.0)
-            self._producer = Producer(self._conf)
+            self._replace()
             return delivery.failed_outputs() or list(delivery.outputs), errors
-        if any(e.fatal() for e in errors):
+        if any(_is_fatal(e) for e in errors):
             # An idempotent producer that lost its broker (e.g. a replaced one) stays fatal for
             # ever: start a new one; the caller re-decides and re-sends the whole batch.
             log.error("producer fatal error, starting a new producer: %s", errors[-1])
-            self._producer = Producer(self._conf)
+            self._replace()
             return list(delivery.outputs), errors
         return delivery.failed_outputs(), errors
+
+    def _replace(self) -> None:
+        """Discard the producer and start a new one.
+
+        Purging records in flight on a gap-less producer is itself a fatal error, and so is
+        anything a fatal producer is asked to do: expected here, since it is being thrown away.
+        """
+        try:
+            self._producer.purge()
+            self._producer.flush(5.0)
+        except KafkaException as exc:
+            log.warning("discarding the producer: %s", exc)
+        self._producer = Producer(self._conf)
 
     def _flush(self, deadline: float | None) -> bool:
         """Wait until nothing is queued; True when the producer is wedged instead.
@@ -208,10 +229,13 @@ class DeliveringProducer:
         gets UNKNOWN_PRODUCER_ID for every request, and librdkafka answers that only by bumping
         its epoch locally: no error reaches the application and every record waits for
         message.timeout.ms (for ever on the audit ledger's producer). While the broker does not
-        answer it is an outage, not a wedge: waited for as before, and the stall counts from its end.
+        answer it is an outage, not a wedge: it is waited for, and the stall counts from its end
+        (the broker is asked about every second, so an outage that ends just before the stall
+        would have been judged is still seen).
         """
         outstanding = len(self._producer)
         progress_at = time.monotonic()
+        probe_after = min(PROBE_AFTER_S, self._stall_s)
         while self._producer.flush(1.0) > 0:
             now = time.monotonic()
             if deadline is not None and now > deadline:
@@ -219,17 +243,17 @@ class DeliveringProducer:
             left = len(self._producer)
             if left < outstanding:
                 outstanding, progress_at = left, now
-            elif now - progress_at > self._stall_s:
+            elif now - progress_at > probe_after:
                 if not self._broker_answers():
                     progress_at = time.monotonic()  # an outage: the stall counts from its end
-                    continue
-                log.warning(
-                    "no delivery for %.0f s with %d records queued although the broker answers: "
-                    "replacing the producer (a broker that forgot its producer id)",
-                    now - progress_at,
-                    left,
-                )
-                return True
+                elif now - progress_at > self._stall_s:
+                    log.warning(
+                        "no delivery for %.0f s with %d records queued although the broker answers: "
+                        "replacing the producer (a broker that forgot its producer id)",
+                        now - progress_at,
+                        left,
+                    )
+                    return True
         return False
 
     def _broker_answers(self) -> bool:
@@ -241,7 +265,7 @@ class DeliveringProducer:
     @staticmethod
     def _fatal(exc: KafkaException, errors: list[KafkaError]) -> None:
         err = exc.args[0] if exc.args else None
-        if not (isinstance(err, KafkaError) and err.fatal()):
+        if not (isinstance(err, KafkaError) and _is_fatal(err)):
             raise exc
         errors.append(err)
 

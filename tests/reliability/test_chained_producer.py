@@ -7,6 +7,7 @@ Real Tansu behind a loopback proxy that cuts every connection (tests/support/pro
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,3 +71,39 @@ def test_a_chained_producer_waits_out_a_cut_that_times_an_ordinary_one_out(
     assert values == [b"warm-ordinary", b"warm-chained", b"kept"]
     ordinary.close()
     chained.close()
+
+
+def test_an_outage_longer_than_the_stall_limit_is_not_taken_for_a_wedged_producer(
+    behind_proxy: tuple[dict[str, Any], TcpProxy],
+) -> None:
+    """A wedged producer (a broker that forgot its producer id) is replaced after `stall_s` without a
+    delivery while the broker answers. A cut, however long, is an outage: the producer reconnects
+    and delivers, with no purge of records in flight (which, on a gap-less producer, is a fatal
+    error) and no re-send.
+    """
+    config, proxy = behind_proxy
+    stall_s = 4.0
+    producer = DeliveringProducer({**config, **CHAINED_PRODUCER}, stall_s=stall_s)
+    assert producer.try_send_all([Output(TOPIC, b"warm", b"warm", partition=0)]) == ([], [])
+
+    proxy.cut()
+    delivery = producer.start([Output(TOPIC, b"k", b"kept", partition=0)])
+    outcome: list[Any] = []
+    finishing = threading.Thread(target=lambda: outcome.append(_finish(producer, delivery)))
+    finishing.start()
+    time.sleep(2 * stall_s + 1.7)  # the cut: over twice the stall limit, ending between two probes
+    proxy.restore()
+    finishing.join(60)
+    assert not finishing.is_alive()
+    assert outcome == [([], [])], outcome
+    assert producer.try_send_all([Output(TOPIC, b"after", b"after", partition=0)]) == ([], [])
+    values = [m.value() for m in read_to_end(config, TOPIC)]
+    assert values == [b"warm", b"kept", b"after"]
+    producer.close()
+
+
+def _finish(producer: DeliveringProducer, delivery: Any) -> Any:
+    try:
+        return producer.finish(delivery)
+    except Exception as exc:  # reported by the assertion on the outcome
+        return exc

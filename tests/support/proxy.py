@@ -20,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+import struct
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 
 Peer = tuple[str, int]
 Selector = Callable[[Peer], bool]
 
 _BUFFER = 256 * 1024
+_NETLINK_SOCK_DIAG = 4
 
 
 @dataclass
@@ -212,45 +214,65 @@ class TcpProxy:
 
 # --- selecting the connections of one process (Linux) ------------------------------------------------
 
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_INET_DIAG_NOCOOKIE = 0xFFFFFFFF
+_INODE_AT = 16 + 68  # nlmsghdr, then inet_diag_msg's idiag_inode
 
-def _socket_inodes(pid: int) -> set[str]:
-    inodes: set[str] = set()
-    fd_dir = Path(f"/proc/{pid}/fd")
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes: set[int] = set()
+    fd_dir = f"/proc/{pid}/fd"
     with contextlib.suppress(OSError):
         for fd in os.listdir(fd_dir):
             with contextlib.suppress(OSError):
-                target = os.readlink(fd_dir / fd)
+                target = os.readlink(f"{fd_dir}/{fd}")
                 if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
+                    inodes.add(int(target[8:-1]))
     return inodes
 
 
-def _inodes_of_client(port: int, remote_port: int | None) -> set[str]:
-    """Inodes of TCP sockets whose local port is `port` (and remote port `remote_port`, if given)."""
-    local = f":{port:04X}"
-    remote = f":{remote_port:04X}" if remote_port is not None else ""
-    found: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if len(cols) > 9 and cols[1].endswith(local) and cols[2].endswith(remote):
-                    found.add(cols[9])
-    return found
+def _client_inode(diag: socket.socket, client: Peer, server: Peer) -> int | None:
+    """Inode of the loopback TCP socket `client` -> `server`, asked of the kernel by exact address.
 
-
-def owned_by(pids: Collection[int], proxy_port: int | None = None) -> Selector:
-    """Selects connections whose client socket belongs to one of `pids` (looked up once per peer).
-
-    `proxy_port` (the port the clients connect to) makes the lookup exact when two sockets share an
-    ephemeral local port.
+    One sock_diag request per connection: reading /proc/net/tcp instead costs a parse of every
+    socket on the machine, which under load starves the proxy's loop during a reconnection storm.
     """
-    cache: dict[Peer, bool] = {}
+    sockid = struct.pack(
+        "!HH16s16s",
+        client[1],
+        server[1],
+        socket.inet_aton(client[0]).ljust(16, b"\0"),
+        socket.inet_aton(server[0]).ljust(16, b"\0"),
+    ) + struct.pack("=III", 0, _INET_DIAG_NOCOOKIE, _INET_DIAG_NOCOOKIE)
+    body = struct.pack("=BBBxI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + sockid
+    diag.send(struct.pack("=IHHII", 16 + len(body), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 0, 0) + body)
+    reply = diag.recv(8192)
+    (msg_type,) = struct.unpack_from("=H", reply, 4)
+    if msg_type == _NLMSG_ERROR or len(reply) < _INODE_AT + 4:
+        return None  # gone already (the client gave up), or not a TCP socket of this namespace
+    (inode,) = struct.unpack_from("=I", reply, _INODE_AT)
+    return int(inode)
+
+
+def owned_by(pids: Collection[int], proxy_port: int) -> Selector:
+    """Selects connections whose client socket belongs to one of `pids`, or is already gone.
+
+    A connection whose client socket no longer exists is selected too: refusing it costs nothing,
+    and letting it through would let a closing worker socket slip past a cut. The processes' socket
+    inodes are re-read only when a connection's inode is not among those already known.
+    """
+    diag = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG)
+    owned: set[int] = set()
 
     def select(peer: Peer) -> bool:
-        if peer not in cache:
-            inodes = _inodes_of_client(peer[1], proxy_port)
-            cache[peer] = any(inodes & _socket_inodes(pid) for pid in pids)
-        return cache[peer]
+        nonlocal owned
+        inode = _client_inode(diag, peer, ("127.0.0.1", proxy_port))
+        if inode is None:
+            return True
+        if inode not in owned:
+            owned = set().union(*(_socket_inodes(pid) for pid in pids))
+        return inode in owned
 
     return select
