@@ -2,11 +2,11 @@
 
 Two workers share one Prometheus multiprocess directory, as production runs several per host: an
 enforcer, and one for the audit sink, linker and views. The test publishes simulated events (some
-with identifiers that fail their check digit) and one poison record, breaks one agreement file and
-lets another lapse, then reads the second worker's /metrics until every family in `ALL_METRICS`
-shows what that traffic must have done (what the enforcer wrote included). A clean stop of the
-enforcer must then remove its live gauges from the directory and from the survivor's scrape
-(`mark_process_dead`), and keep its counters.
+with identifiers that fail their check digit) and one poison record per stage, breaks one agreement
+file and lets another lapse, then reads the second worker's /metrics until every family in
+`ALL_METRICS` shows what that traffic must have done (what the enforcer wrote included). A clean
+stop of the enforcer must then remove its live gauges from the directory and from the survivor's
+scrape (`mark_process_dead`), and keep its counters.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from streams import metrics, topics
+from streams.kafka.topology import DLQ_STAGES
 from streams.publish.simulate import Simulation
 from streams.settings import ROOT
 from tests.support.stack import (
@@ -62,6 +63,7 @@ def _checks(
         ),
         "sharingbus_dead_letters": lambda s: (
             total("sharingbus_dead_letters_total", stage="enforcer", reason="decode_error")(s) == 1
+            and all(total("sharingbus_dead_letters_total", stage=stage)(s) == 1 for stage in DLQ_STAGES)
         ),
         "sharingbus_last_event_timestamp_seconds": lambda s: (
             {
@@ -144,9 +146,13 @@ def test_every_metric_moves_under_traffic_and_a_stopped_worker_leaves_no_live_ga
         sim = Simulation(seed=31, people=200, invalid_rate=0.2)
         sent = publish(stack.settings, sim.events(300))
         partners = {p.partner for p in sent}
-        poison = topics.raw("thames_valley_police", "police.stop_search")
-        produce_all(raw_producer(stack.settings), [(poison, b"poison", b"not registry-framed Avro")])
+        # One poison record per stage: raw (enforcer), link (linker, views), ledger (audit sink).
+        poison = b"not registry-framed Avro, nor JSON"
+        raw = topics.raw("thames_valley_police", "police.stop_search")
+        produce_all(raw_producer(stack.settings), [(raw, b"poison", poison)])
         wait_decided(stack.settings, {p.event_id for p in sent})
+        internal = (topics.LINK_IDENTIFIERS, topics.LINK_PERSON, topics.AUDIT_DECISIONS)
+        produce_all(raw_producer(stack.settings), [(topic, b"poison", poison) for topic in internal])
 
         # One agreement file broken, another past its review date: counted as each.
         (agreements / "draft-housing.yaml").write_text("id: housing-draft\ntitle: [unfinished\n")
