@@ -8,7 +8,7 @@ then feeds the views `link.person` fact records directly, byte for byte as the l
 (`agents.linker.LinkerStage.process`: the `link.identifiers` record without `tokens`/`invalid`, plus
 `kind: "fact"` and `person_token`, compact sorted JSON, keyed by the person token, produced with
 librdkafka's default partitioner). The linker itself is therefore idle: its clusters are not in the
-figures. Person tokens are real `streams.linkage.linker.person_token`s; event types, partners and factors
+figures. Person tokens are real `streams.linkage.clusters.person_token`s; event types, partners and factors
 come from `factors.yaml` and `schemas/partners.yaml`.
 
 Phases, each followed by one RSS reading (VmRSS from /proc, the median of five samples a second
@@ -61,7 +61,7 @@ from streams import topics
 from streams.avro.catalogue import load_catalogue
 from streams.kafka import topology
 from streams.kafka.offsets import end_offsets
-from streams.linkage.linker import person_token
+from streams.linkage.clusters import person_token
 from streams.settings import ROOT, Settings
 from streams.views.profiles import MAX_CONTRIBUTIONS, Profile
 

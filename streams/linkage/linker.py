@@ -33,34 +33,20 @@ erasure works per person with `forget_person`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from streams.linkage.clusters import Cluster, compatible, person_token, rank
 from streams.linkage.compare import Signature, identity_key, signature
 from streams.linkage.model import DEFAULT_MODEL, Model, load
 from streams.linkage.outcome import Merge, Outcome, Review, review_id
 from streams.linkage.scoring import Scored, ScoreIndex
 from streams.linkage.tokens import COMPARISON_KINDS, STRONG_KINDS, WEAK_KINDS
 
-__all__ = ["Linker", "Merge", "Outcome", "Review", "person_token", "review_id"]
+__all__ = ["Linker", "Merge", "Outcome", "Review", "review_id"]
 
-_PERSON_DOMAIN = b"sharingbus:person\x1f"
-_RANK = {kind: i for i, kind in enumerate(STRONG_KINDS)}
 RIVAL_MARGIN = 5.0  # bits: a rival 32 times less likely than the best match does not block it
 _UNLOCATED = frozenset({"name_dob", "swapped_name_dob"})  # name keys without a postcode district
-
-
-def person_token(canonical: str) -> str:
-    """`p.` + 26 lower-case base32 characters derived from a cluster's canonical token."""
-    digest = hashlib.sha256(_PERSON_DOMAIN + canonical.encode()).digest()
-    return "p." + base64.b32encode(digest)[:26].decode("ascii").lower()
-
-
-def _rank(kind_key: str) -> int:
-    return _RANK[kind_key.split(":", 1)[0]]
 
 
 _DEFAULT: list[Model] = []
@@ -70,47 +56,6 @@ def _default_model() -> Model:
     if not _DEFAULT:
         _DEFAULT.append(load(DEFAULT_MODEL))
     return _DEFAULT[0]
-
-
-@dataclass(slots=True)
-class _Cluster:
-    ids: dict[str, str] = field(default_factory=dict)  # kind key ("local_id:<partner>") -> token
-    weak: list[str] = field(default_factory=list)  # name/dob tokens seen in this cluster
-    aliases: list[str] = field(default_factory=list)  # person tokens merged into this one
-    located: bool = False  # some record had a postcode district (a name_dob_district key)
-    apart: list[str] = field(default_factory=list)  # person tokens a reviewer said are someone else
-    pending: list[str] = field(default_factory=list)  # person tokens queued for review with this one
-
-    def to_json(self, sigs: list[Signature]) -> dict[str, Any]:
-        doc: dict[str, Any] = {"ids": dict(self.ids), "weak": list(self.weak), "aliases": list(self.aliases)}
-        if self.located:
-            doc["located"] = True
-        for name in ("apart", "pending"):
-            if getattr(self, name):
-                doc[name] = list(getattr(self, name))
-        if sigs:
-            doc["sigs"] = [dict(s.tokens) for s in sigs]
-        return doc
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> _Cluster:
-        return cls(
-            dict(doc.get("ids", {})),
-            list(doc.get("weak", [])),
-            list(doc.get("aliases", [])),
-            bool(doc.get("located", False)),
-            list(doc.get("apart", [])),
-            list(doc.get("pending", [])),
-        )
-
-
-def _compatible(a: Mapping[str, str], b: Mapping[str, str], below: int | None = None) -> bool:
-    """No kind present in both with different tokens (only kinds ranked above `below`, if given)."""
-    for kind, token in a.items():
-        other = b.get(kind)
-        if other is not None and other != token and (below is None or _rank(kind) < below):
-            return False
-    return True
 
 
 class Linker:
@@ -123,7 +68,7 @@ class Linker:
 
     def __init__(self, model: Model | None = None) -> None:
         self.model = model or _default_model()
-        self._clusters: dict[str, _Cluster] = {}
+        self._clusters: dict[str, Cluster] = {}
         self._owner: dict[str, str] = {}  # validated-identifier token -> person token
         self._holders: dict[str, list[str]] = {}  # name/dob token -> person tokens holding it
         self._alias: dict[str, str] = {}  # merged-away person token -> surviving person token
@@ -160,10 +105,10 @@ class Linker:
                 continue
             ids = self._clusters[owner].ids
             if target is None:
-                if _compatible(claim, ids, below=_rank(kind)):
+                if compatible(claim, ids, below=rank(kind)):
                     target = owner
                     evidence.append({"rule": "identifier", "kind": kind.split(":")[0], "with": owner})
-            elif _compatible(self._effective(target, claim), ids):
+            elif compatible(self._effective(target, claim), ids):
                 evidence.append({"rule": "identifier", "kind": kind.split(":")[0], "with": owner})
                 target = self._union(target, owner, losers)
 
@@ -251,7 +196,7 @@ class Linker:
         """No validated identifier conflicts and no reviewer said the two are different people."""
         if target is not None and (target == other or self._apart(target, other)):
             return target == other
-        return _compatible(self._effective(target, claim), self._clusters[other].ids)
+        return compatible(self._effective(target, claim), self._clusters[other].ids)
 
     def _apart(self, a: str, b: str) -> bool:
         return any(self.resolve(t) == b for t in self._clusters[a].apart) or any(
@@ -287,7 +232,7 @@ class Linker:
             self._clusters[ra].apart.append(rb)
             self._clusters[rb].apart.append(ra)
             return []
-        if self._apart(ra, rb) or not _compatible(self._clusters[ra].ids, self._clusters[rb].ids):
+        if self._apart(ra, rb) or not compatible(self._clusters[ra].ids, self._clusters[rb].ids):
             return []
         losers: list[str] = []
         keep = self._union(ra, rb, losers)
@@ -335,7 +280,7 @@ class Linker:
         for pt, doc in sorted(state.items()):
             if doc is None:
                 continue
-            cluster = _Cluster.from_json(doc)
+            cluster = Cluster.from_json(doc)
             linker._clusters[pt] = cluster
             for t in cluster.ids.values():
                 linker._owner[t] = pt
@@ -372,7 +317,7 @@ class Linker:
         while pt in self._clusters or pt in self._alias:  # the canonical token founded one before
             n += 1
             pt = person_token(f"{canonical}#{n}")
-        self._clusters[pt] = _Cluster()
+        self._clusters[pt] = Cluster()
         self._dirty.add(pt)
         return pt
 

@@ -6,7 +6,8 @@ import json
 import random
 from typing import Any
 
-from streams.linkage.linker import Linker, Merge, person_token
+from streams.linkage.clusters import person_token
+from streams.linkage.linker import Linker, Merge
 from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.keys import KeyRing
 
