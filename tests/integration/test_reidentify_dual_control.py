@@ -179,8 +179,11 @@ def test_a_declined_request_is_never_answered(pg_dsn: str, ids: Identities, pers
     assert outcomes == ["requested", "declined", "refused", "refused"]
 
 
-def _cli(ids: Identities, pg_dsn: str, token: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    ids: Identities, pg_dsn: str, token: str | None, *args: str, **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHARINGBUS_")}
+    env |= {f"SHARINGBUS_{k.upper()}": v for k, v in settings.items()}
     env["SHARINGBUS_DATA_DIR"] = str(ids.settings.data_dir)
     env["SHARINGBUS_POSTGRES_DSN"] = pg_dsn
     if token is not None:
@@ -221,6 +224,13 @@ def test_cli_dual_control_with_the_shipped_roles_file(pg_dsn: str, ids: Identiti
     urgent = _cli(ids, pg_dsn, khan, "break-glass", "--token", person, "--justification", WHY)
     assert urgent.returncode == 0 and len(urgent.stdout.splitlines()) == 2, urgent.stderr
     assert "BREAK-GLASS re-identification: request " in urgent.stderr  # the alarm, on the CLI too
+    lone = ids.settings.data_dir / "lone-owner.yaml"
+    lone.write_text(f"partners:\n  {TVP}:\n    data_owners: [tvp.dpo.jones]\n")
+    broken = _cli(ids, pg_dsn, jones, "answer", request_id, rights_roles_path=str(lone))
+    assert (broken.returncode, broken.stdout) == (1, "")
+    assert broken.stderr == (
+        f"error: {lone}: partners.{TVP}.data_owners: dual control needs none or at least two data owners\n"
+    )
     bad = _cli(ids, pg_dsn, jones, "answer", "not-a-number")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     missing = _cli(ids, pg_dsn, jones, "answer", "999999")
