@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import metrics
@@ -159,11 +161,16 @@ def test_multiprocess_mode_aggregates_worker_processes(tmp_path: Path) -> None:
     assert entries not in samples  # live gauges of exited workers are dropped
 
 
-def test_operations_doc_lists_every_metric() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+@pytest.mark.parametrize("doc", ["docs/operations.md", "README.md"])
+def test_metric_tables_list_exactly_the_exposed_metrics(doc: str) -> None:
+    """Every exposed metric is in the doc's table, and the table names no metric the bus lacks."""
+    text = (Path(__file__).resolve().parents[2] / doc).read_text()
     exposed = {
-        name for name, family in metrics.sample_names().items() if not name.endswith(("_count", "_sum"))
+        name.removesuffix("_bucket")
+        for name in metrics.sample_names()
+        if not name.endswith(("_count", "_sum"))
     }
-    exposed = {n.removesuffix("_bucket") for n in exposed}
-    missing = sorted(n for n in exposed if f"`{n}`" not in doc)
-    assert not missing, f"docs/operations.md lacks {missing}"
+    listed = set(re.findall(r"^\| `(sharingbus_[a-z_]+)`", text, re.MULTILINE))
+    assert listed == exposed, (
+        f"{doc}: missing {sorted(exposed - listed)}, not exposed {sorted(listed - exposed)}"
+    )
