@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from streams import topics
 from streams.avro.event_types import BUS_SECTOR, SECTORS, EventType, load_event_type
 from streams.errors import ConfigurationError
+from streams.files import read_yaml
 
 __all__ = ["Catalogue", "Partner", "load_catalogue"]
 
@@ -104,12 +103,7 @@ def _load_cached(path: Path, fingerprint: tuple[tuple[str, int, int], ...]) -> C
 
 
 def _load_partners(file: Path, event_types: Mapping[str, EventType]) -> dict[str, Partner]:
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{file}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{file}: invalid YAML: {exc}") from None
+    raw = read_yaml(file)
     if not isinstance(raw, dict) or not isinstance(raw.get("partners"), dict):
         raise ConfigurationError(f"{file}: expected a 'partners' mapping of partner id -> details")
     partners = {}

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from streams.avro import paths
 from streams.avro.event_types import EventType
 from streams.errors import ConfigurationError, ValidationError
+from streams.files import read_yaml
 from streams.publish.publisher import DeliveryError, EventInvalid, Publisher
 
 __all__ = [
@@ -50,12 +49,7 @@ ColumnMapping = Mapping[str, tuple[str, ...]]
 
 def load_mapping(path: Path) -> dict[str, tuple[str, ...]]:
     """`source column -> dotted path(s)` from YAML; ConfigurationError names the file and key."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read mapping ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: invalid YAML: {exc}") from None
+    raw = read_yaml(path, "mapping")
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{path}: expected a mapping of source column -> field path")
     out: dict[str, tuple[str, ...]] = {}

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.avro import paths
 from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.avro.event_types import PRIMITIVES, EventType
 from streams.errors import ConfigurationError
+from streams.files import read_yaml
 from streams.privacy.identifiers import InvalidIdentifier, postcode_district
 
 __all__ = ["Fact", "FactorCatalogue", "FactorDef", "FactorExtractor", "Rule", "load_factors"]
@@ -184,12 +184,7 @@ def load_factors(path: Path | str, catalogue: Catalogue | None = None) -> Factor
     """Load `factors.yaml`, check it against the schema catalogue, compile it once."""
     path = Path(path)
     catalogue = catalogue or load_catalogue()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: invalid YAML: {exc}") from None
+    raw = read_yaml(path)
     try:
         model = FactorCatalogue.model_validate(raw)
     except pydantic.ValidationError as exc:
