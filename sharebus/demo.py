@@ -114,7 +114,8 @@ def demo(
     publisher: threading.Thread | None = None
     try:
         announce("broker", broker.bootstrap)
-        registry = EmbeddedRegistry(broker.bootstrap).start()
+        # The demo's broker starts empty each time: the copy gives back the ids of earlier runs.
+        registry = EmbeddedRegistry(broker.bootstrap, copy_path=data_dir / "registry.jsonl").start()
         announce("registry", registry.url)
         settings = base.model_copy(
             update={

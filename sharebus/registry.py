@@ -28,7 +28,7 @@ def registry(
     ),
     topic: str = typer.Option(topics.SCHEMAS, help="Compacted topic the schemas persist in"),
 ) -> None:
-    """Serve the schema registry on loopback and print its URL; schemas persist in Kafka."""
+    """Serve the schema registry on loopback and print its URL; schemas persist in Kafka and a local copy."""
     settings = get_settings()
     servers = bootstrap or settings.bootstrap_servers
     require_broker(settings, servers)
@@ -37,6 +37,7 @@ def registry(
         port=_configured_port() if port is None else port,
         kafka_config=settings.kafka_config(**{"bootstrap.servers": servers}),
         topic=topic,
+        copy_path=settings.schema_registry_copy_path or settings.data_dir / "registry" / f"{topic}.jsonl",
     )
     serve("registry", reg.start, lambda r: r.url)
 

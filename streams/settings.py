@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     schema_registry_url: str = Field("http://127.0.0.1:8081", description="Confluent-compatible registry")
     schema_registry_username: str | None = Field(None, description="Registry basic-auth user")
     schema_registry_password: SecretStr | None = Field(None, description="Registry basic-auth password")
+    schema_registry_copy_path: Path | None = Field(
+        None,
+        description="Embedded registry: file keeping its records outside the broker, re-seeding an empty "
+        "schemas topic with the same ids (default: data_dir/registry/<topic>.jsonl)",
+    )
     postgres_dsn: str = Field("postgresql://127.0.0.1:5432/sharingbus", description="PostgreSQL DSN")
     # One login role per worker role (`sharebus db init`, streams.pg_roles); unset: SHARINGBUS_POSTGRES_DSN.
     postgres_dsn_enforcer: str | None = Field(None, description="DSN of the enforcer's database role")

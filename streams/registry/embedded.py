@@ -12,12 +12,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from streams import topics
+from streams.registry.copy import RecordCopy
 from streams.registry.errors import RegistryStartError
 from streams.registry.server import build_app
 from streams.registry.service import RegistryService
@@ -29,7 +31,9 @@ class EmbeddedRegistry:
 
     `kafka_config` (e.g. `Settings.kafka_config()`) replaces the plain bootstrap when the broker
     needs security settings. `topic` is where schemas persist (Confluent's `kafkastore.topic`);
-    give each registry its own, as one topic has one writer.
+    give each registry its own, as one topic has one writer. `copy_path` keeps a copy of the
+    topic's records outside the broker (`streams.registry.copy`): an empty topic is re-seeded
+    from it with the same ids, so the registry survives a broker that kept nothing.
     """
 
     def __init__(
@@ -39,8 +43,10 @@ class EmbeddedRegistry:
         host: str = "127.0.0.1",
         kafka_config: dict[str, Any] | None = None,
         topic: str = topics.SCHEMAS,
+        copy_path: Path | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.copy_path = copy_path
         self.host = host
         self.port = port
         self.topic = topic
@@ -57,7 +63,8 @@ class EmbeddedRegistry:
         """Replay the schemas topic, serve HTTP, and return once the server answers."""
         if self._thread is not None:
             return self
-        store = SchemaStore(self.kafka_config, self.topic, timeout=timeout).open()
+        copy = RecordCopy(self.copy_path) if self.copy_path is not None else None
+        store = SchemaStore(self.kafka_config, self.topic, timeout=timeout, copy=copy).open()
         app = build_app(RegistryService(store))
         loop = asyncio.new_event_loop()
         bound: concurrent.futures.Future[int] = concurrent.futures.Future()

@@ -4,6 +4,9 @@ At start the topic is replayed to its end (partition EOF, never ListOffsets: Tan
 end offsets). A write is acknowledged by the broker (acks=all, flushed) before it changes the
 in-memory state, so nothing is served that a restart would lose. One registry writes a topic
 (Confluent elects a single leader for the same reason); run others on their own topic.
+
+With a `RecordCopy` each acknowledged record is also kept outside the broker, and an empty topic
+(a broker that lost its data) is re-seeded from it, so ids survive the broker itself.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from streams.errors import BrokerError
 from streams.kafka.admin import compacted, ensure_topics
 from streams.kafka.reader import read_to_end
 from streams.registry import errors
+from streams.registry.copy import Pair, RecordCopy
 from streams.registry.records import Record, decode, encode
 from streams.registry.state import RegistryState
 from streams.settings import Settings
@@ -44,11 +48,16 @@ class SchemaStore:
     """The registry state plus the topic it is persisted in; `lock` serialises every change."""
 
     def __init__(
-        self, kafka_config: dict[str, Any], topic: str = topics.SCHEMAS, timeout: float = 30.0
+        self,
+        kafka_config: dict[str, Any],
+        topic: str = topics.SCHEMAS,
+        timeout: float = 30.0,
+        copy: RecordCopy | None = None,
     ) -> None:
         self.kafka_config = dict(kafka_config)
         self.topic = topic
         self.timeout = timeout
+        self.copy = copy
         self.state = RegistryState()
         self.lock = threading.RLock()
         self._producer: Producer | None = None
@@ -61,13 +70,12 @@ class SchemaStore:
             ensure_topics(settings, [compacted(self.topic, 1)], timeout=self.timeout)
         except KafkaException as exc:
             raise BrokerError(f"could not create or list topic {self.topic}: {exc}") from exc
-        count = 0
         with self.lock:
-            for msg in read_to_end(self.kafka_config, self.topic, timeout=self.timeout):
-                record = decode(msg.key(), msg.value())
-                if record is not None:
-                    self.state.apply(record)
-                    count += 1
+            pairs: list[Pair] = [
+                (msg.key() or b"", msg.value())
+                for msg in read_to_end(self.kafka_config, self.topic, timeout=self.timeout)
+                if msg.key() is not None
+            ]
             self._producer = Producer(
                 {
                     **self.kafka_config,
@@ -76,11 +84,27 @@ class SchemaStore:
                     "max.in.flight.requests.per.connection": 1,
                 }
             )
-        log.info("registry replayed %d records from %s (max id %d)", count, self.topic, self.state.max_id)
+            seeded = False
+            if self.copy is not None:
+                if pairs:
+                    self.copy.replace(pairs)
+                else:
+                    pairs = self.copy.read()
+                    if pairs:
+                        self._send(pairs)  # an empty topic: the broker lost it, the copy did not
+                        seeded = True
+            count = 0
+            for key, value in pairs:
+                record = decode(key, value)
+                if record is not None:
+                    self.state.apply(record)
+                    count += 1
+        source = f"the copy {self.copy.path} (re-seeded {self.topic})" if seeded and self.copy else self.topic
+        log.info("registry replayed %d records from %s (max id %d)", count, source, self.state.max_id)
         return self
 
-    def write(self, records: Sequence[Record]) -> None:
-        """Persist `records` (acknowledged by the broker), then apply them; RegistryError 50001 if not."""
+    def _send(self, pairs: Sequence[Pair]) -> None:
+        """Produce `pairs` and wait until the broker acknowledged every one; RegistryError 50001 if not."""
         if self._producer is None:
             raise errors.store_error("the registry store is not open")
         failures: list[str] = []
@@ -89,17 +113,26 @@ class SchemaStore:
             if err is not None:
                 failures.append(str(err))
 
+        try:
+            for key, value in pairs:
+                self._producer.produce(self.topic, key=key, value=value, on_delivery=delivered)
+            remaining = self._producer.flush(self.timeout)
+        except (KafkaException, BufferError) as exc:
+            raise errors.store_error(f"could not write to {self.topic}: {exc}") from exc
+        if remaining or failures:
+            reason = "; ".join(failures) or f"{remaining} records not acknowledged in {self.timeout}s"
+            raise errors.store_error(f"could not write to {self.topic}: {reason}")
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Persist `records` (acknowledged by the broker, then copied), then apply them; 50001 if not."""
+        pairs = [encode(record) for record in records]
         with self.lock:
-            try:
-                for record in records:
-                    key, value = encode(record)
-                    self._producer.produce(self.topic, key=key, value=value, on_delivery=delivered)
-                remaining = self._producer.flush(self.timeout)
-            except (KafkaException, BufferError) as exc:
-                raise errors.store_error(f"could not write to {self.topic}: {exc}") from exc
-            if remaining or failures:
-                reason = "; ".join(failures) or f"{remaining} records not acknowledged in {self.timeout}s"
-                raise errors.store_error(f"could not write to {self.topic}: {reason}")
+            self._send(pairs)
+            if self.copy is not None:
+                try:
+                    self.copy.append(pairs)
+                except OSError as exc:
+                    raise errors.store_error(f"could not copy to {self.copy.path}: {exc}") from exc
             self.state.apply_all(records)
 
     def close(self) -> None:
