@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from agents import recovery_fix
+from agents import rebalance_fix, recovery_fix
 from streams.kafka.security import faust_credentials
 from streams.logs import logging_config
 from streams.settings import Settings
@@ -23,6 +23,7 @@ def create_app(settings: Settings, *, consume: bool = True) -> faust.App:
     """
     recovery_fix.install(settings.kafka_config())
     recovery_fix.lower_fetch_wait(settings.fetch_max_wait_ms)
+    rebalance_fix.install()
     app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],

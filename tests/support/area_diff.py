@@ -5,7 +5,8 @@ differ, then follows every reference fact the frozen tables should hold but the 
 do not: was it delivered to the area agent (`views.area_facts`), and in which week's row, if any,
 was it counted (the area table's changelog, latest value per row)? A fact counted in a later week
 arrived after its own week was published; a fact on the input topic but in no row was lost by the
-area agent; a fact missing from the input topic was never sent by the profile stage.
+area agent; a fact missing from the input topic was never sent by the profile stage (the
+`link.person` partitions of the missing facts say whether one partition went unconsumed).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agents.views import AREA_ROWS
+from streams import topics
 from streams.kafka import topology
 from streams.settings import Settings
 from streams.views.area_counts import cells_of, event_key
@@ -86,7 +88,11 @@ def explain_areas(
     inputs = read_topic(settings, topology.VIEWS_AREA_FACTS)
     delivered = {json.loads(m.value() or b"{}").get("event_id") for m in inputs}
     held = _weeks_holding(counted_rows(settings))
+    partition_of = {  # the link.person partition of each area fact (keyed by its event id)
+        (m.key() or b"").decode(): m.partition() for m in read_topic(settings, topics.LINK_PERSON)
+    }
     fates: Counter[str] = Counter()
+    by_partition: Counter[int | None] = Counter()
     missing = []
     facts = {(f["event_id"], f.get("subject_index")): f for f in reference_facts}  # replays repeat
     for fact in facts.values():
@@ -104,6 +110,8 @@ def explain_areas(
         else:
             fate = "never sent to the area agent"
         fates[fate.split(" (")[0] if weeks else fate] += 1
+        by_partition[partition_of.get(str(fact["event_id"]))] += 1
         missing.append(f"  {fact['event_id']} ({week}, {area}): {fate}")
     lines.append(f"{len(missing)} facts missing from their published week: {dict(fates)}")
+    lines.append(f"  by link.person partition: {dict(sorted(by_partition.items(), key=str))}")
     return "\n".join(lines + missing[:SHOWN])
