@@ -85,9 +85,11 @@ class TableViewsReader:
         self._cache[key] = (version, value)
         return value
 
-    def person(self, token: str) -> dict[str, Any] | None:
+    def person(self, token: str, recipient: str | None) -> dict[str, Any] | None:
         raw = self.live.profiles.get(token)
-        return Profile.from_dict(raw).summary() if raw else None
+        if not raw or recipient is None or raw.get("recipient") != recipient:
+            return None  # unknown, or another recipient's view (`Profile.visible_to`)
+        return Profile.from_dict(raw).summary()
 
     def areas(self, week: str | None) -> dict[str, Any]:
         def make() -> dict[str, Any]:
@@ -116,16 +118,25 @@ class TableViewsReader:
             if not f.requires_linked_adult
         ]
 
-    def top_cohort(self, n: int) -> list[dict[str, Any]]:
+    def top_cohort(self, n: int, recipient: str | None) -> list[dict[str, Any]]:
+        """The top n of `recipient`'s own view only: every view's profiles share the table."""
+
         def make() -> list[dict[str, Any]]:
-            scored = (v for v in self.live.profiles.values() if v and float(v.get("score", 0.0)) > 0)
+            scored = (
+                v
+                for v in self.live.profiles.values()
+                if v
+                and recipient is not None
+                and v.get("recipient") == recipient
+                and float(v.get("score", 0.0)) > 0
+            )
             top = heapq.nsmallest(n, scored, key=lambda v: (-float(v["score"]), v["person_token"]))
             return [
                 {"person_token": v["person_token"], "score": v["score"], "explanation": v["explanation"][:3]}
                 for v in top
             ]
 
-        return list(self._cached(("cohort", n), make))
+        return list(self._cached(("cohort", n, recipient), make))
 
     def health(self) -> dict[str, Any]:
         live = self.live

@@ -81,7 +81,8 @@ def person(reader: ViewsReader, token: str, caller: Caller) -> Reply:
         return denied
     if not _TOKEN.match(token):
         return Reply(400, {"error": "not a person token"})
-    profile = reader.person(token)
+    # Every recipient's view shares one table: a token of another recipient's view is unknown here.
+    profile = reader.person(token, caller.principal.recipient)
     if profile is None:
         return Reply(404, {"error": "unknown person token"})
     return Reply(200, {**caller._stamp(), "advisory": True, **profile})
@@ -113,7 +114,10 @@ def cohort(reader: ViewsReader, caller: Caller, n: str | None = None) -> Reply:
         size = min(max(int(n or 20), 1), 100)
     except ValueError:
         return Reply(400, {"error": "n must be an integer"})
-    return Reply(200, {**caller._stamp(), "advisory": True, "cohort": reader.top_cohort(size)})
+    return Reply(
+        200,
+        {**caller._stamp(), "advisory": True, "cohort": reader.top_cohort(size, caller.principal.recipient)},
+    )
 
 
 def health(reader: ViewsReader, caller: Caller) -> Reply:

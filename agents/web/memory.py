@@ -61,10 +61,10 @@ class MemoryViewsReader:
                 self._cache[key] = make()
             return self._cache[key]
 
-    def person(self, token: str) -> dict[str, Any] | None:
+    def person(self, token: str, recipient: str | None) -> dict[str, Any] | None:
         with self._lock:
             profile = self.profiles.get(token)
-            return profile.summary() if profile else None
+            return profile.summary() if profile and profile.visible_to(recipient) else None
 
     def areas(self, week: str | None) -> dict[str, Any]:
         def make() -> dict[str, Any]:
@@ -90,9 +90,10 @@ class MemoryViewsReader:
             {"name": n, **f.model_dump(exclude={"requires_linked_adult"})} for n, f in self._factors.items()
         ]
 
-    def top_cohort(self, n: int) -> list[dict[str, Any]]:
+    def top_cohort(self, n: int, recipient: str | None) -> list[dict[str, Any]]:
         with self._lock:
-            ranked = sorted(self.profiles.values(), key=lambda p: (-p.score, p.person_token))[:n]
+            mine = (p for p in self.profiles.values() if p.visible_to(recipient))
+            ranked = sorted(mine, key=lambda p: (-p.score, p.person_token))[:n]
             return [
                 {"person_token": p.person_token, "score": p.score, "explanation": p.explanation[:3]}
                 for p in ranked

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 
 class ViewsReader(Protocol):
-    def person(self, token: str) -> dict[str, Any] | None:
-        """`Profile.summary()` of a person token, or None."""
+    def person(self, token: str, recipient: str | None) -> dict[str, Any] | None:
+        """`Profile.summary()` of a person token in `recipient`'s own view, or None (no such token,
+        or another recipient's: `Profile.visible_to`)."""
 
     def areas(self, week: str | None) -> dict[str, Any]:
         """`SuppressedTable.to_dict()` of a week (None: the latest) plus "week" and "weeks"."""
@@ -21,8 +22,8 @@ class ViewsReader(Protocol):
     def factors(self) -> list[dict[str, Any]]:
         """The factor catalogue: name, kind (R/P), domain, label, description, weight."""
 
-    def top_cohort(self, n: int) -> list[dict[str, Any]]:
-        """The n highest-scored profiles: person_token, score, explanation (tokens only)."""
+    def top_cohort(self, n: int, recipient: str | None) -> list[dict[str, Any]]:
+        """The n highest-scored profiles of `recipient`'s own view: person_token, score, explanation."""
 
     def health(self) -> dict[str, Any]:
         """Pipeline health for the dashboard: at least "status"; anything else is shown as is."""

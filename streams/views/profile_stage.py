@@ -204,6 +204,10 @@ class ProfileStage:
                 result.outputs.append(Output(self.topics.moves, onward.encode(), dumps(move)))
             return
         profile = batch.profile(token) or Profile(token)
+        recipient = doc.get("recipient")
+        if recipient and profile.recipient is not None and recipient != profile.recipient:
+            # A token is in one recipient's domain: another view's fact must never join its profile.
+            raise BadRecord(dl.VALIDATION, "fact for another recipient's person token")
         if apply_fact(profile, doc, self.cap):
             batch.set_profile(token, profile, record.partition)
 

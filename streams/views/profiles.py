@@ -150,6 +150,13 @@ class Profile:
     explanation: list[str] = field(default_factory=list)
     scored_at: datetime | None = None
     horizon: Rank | None = None  # the highest rank forgotten: nothing at or below it is kept or taken
+    # The recipient whose person view this is (the token is in its domain); None: nobody's view,
+    # so no caller is ever shown it (`visible_to`).
+    recipient: str | None = None
+
+    def visible_to(self, recipient: str | None) -> bool:
+        """Whether `recipient`'s caller may see this profile: only the view's own recipient may."""
+        return recipient is not None and self.recipient == recipient
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for Faust table storage (contributions are the source of truth)."""
@@ -161,6 +168,7 @@ class Profile:
             "score": self.score,
             "explanation": list(self.explanation),
             "scored_at": self.scored_at.isoformat() if self.scored_at else None,
+            "recipient": self.recipient,
         }
 
     @classmethod
@@ -172,6 +180,7 @@ class Profile:
             explanation=list(d.get("explanation", [])),
             scored_at=parse_time(d["scored_at"]) if d.get("scored_at") else None,
             horizon=(int(h[0]), int(h[1], 16), int(h[2])) if h else None,
+            recipient=d.get("recipient"),
         )
         for c in _decode(d.get("contributions")):
             profile.contributions[(c.key, c.subject_index)] = c
@@ -206,6 +215,9 @@ def apply_fact(profile: Profile, fact: Mapping[str, Any], cap: int = MAX_CONTRIB
     factors = tuple(sorted(set(fact.get("factors") or ())))
     if not factors:
         return False
+    recipient = fact.get("recipient")
+    if profile.recipient is None and recipient:
+        profile.recipient = str(recipient)
     key = (event_key(str(fact["event_id"])), int(fact.get("subject_index", 0)))
     if key in profile.contributions:
         return False
@@ -226,6 +238,8 @@ def merge(into: Profile, other: Profile, cap: int = MAX_CONTRIBUTIONS) -> bool:
     forgotten events can come back through the other, and the result is the newest `cap` of both.
     """
     horizon = _higher(into.horizon, other.horizon)
+    if into.recipient is None and other.recipient is not None:
+        into.recipient = other.recipient
     new = {
         k: c
         for k, c in other.contributions.items()

@@ -45,6 +45,7 @@ def _fact(
 ) -> dict[str, Any]:
     return {
         "kind": "fact",
+        "recipient": PERSON_VIEW_RECIPIENT,
         "person_token": token,
         "event_id": f"ev-{district}-{n}-{'-'.join(factors)}",
         "subject_index": 0,

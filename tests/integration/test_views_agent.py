@@ -38,7 +38,7 @@ from streams.views.periods import next_week
 from streams.views.sink import area_rows
 from streams.views.snapshots import SnapshotPolicy, snapshot
 from tests.support.stack import reader_config
-from tests.workers import WorkerProcess, discard, start_worker
+from tests.workers import ANALYST_RECIPIENT, WorkerProcess, discard, start_worker
 
 THRESHOLD = 3
 PARTITIONS = 4  # of link.person, from the settings' topic_partitions (the worker creates it)
@@ -99,6 +99,18 @@ class Scenario:
             "area": {"lsoa": None, "district": area},
         }
         return (token or self.ids[name]).encode(), _dumps(doc)
+
+    @staticmethod
+    def viewed(records: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Each person fact preceded by its twin in the analyst's person view (the same event, so
+        the profile counts it once): a profile is shown only to the recipient whose view it is."""
+        out = []
+        for key, value in records:
+            doc = json.loads(value) if value.startswith(b'{"') else {}
+            if doc.get("kind") == "fact" and doc.get("person_token") and key == doc["person_token"].encode():
+                out.append((key, _dumps({**doc, "recipient": ANALYST_RECIPIENT})))
+            out.append((key, value))
+        return out
 
     def records(self) -> list[tuple[bytes, bytes]]:
         a, b, x, y, z = self.a, self.b, self.x, self.y, self.z
@@ -199,7 +211,7 @@ def test_views_agent_end_to_end(
     expected_table = snapshot(s.raw_counts(), columns, policy).to_dict()
     worker = start_worker(settings, tmp_path / "logs", name="views", wait=False)
     try:
-        _produce(settings, topics.LINK_PERSON, s.records())
+        _produce(settings, topics.LINK_PERSON, s.viewed(s.records()))
         worker.wait_ready()
 
         # --- HTTP: profiles (duplicates not double counted, the merge moved B's factors) ---------------
@@ -315,7 +327,11 @@ def test_views_agent_end_to_end(
             == person["factors"]
         )
         replay = [r for r in s.records()[:6]]  # A's and B's facts again, after the merge
-        _produce(settings, topics.LINK_PERSON, [*replay, s.fact("a3", s.a, ["weapon_carrying"], s.x, TVP)])
+        _produce(
+            settings,
+            topics.LINK_PERSON,
+            s.viewed([*replay, s.fact("a3", s.a, ["weapon_carrying"], s.x, TVP)]),
+        )
         after = _wait(
             "the new fact",
             lambda: (
@@ -378,7 +394,7 @@ def test_keyed_views_are_answered_by_the_owning_worker(
         second.wait_ready()
         _wait("both workers ready after the rebalance", lambda: first.ready() and second.ready())
         facts = [s.fact(str(i), t, ["weapon_carrying"], s.x, TVP) for i, t in enumerate(tokens.values())]
-        _produce(settings, topics.LINK_PERSON, facts)
+        _produce(settings, topics.LINK_PERSON, s.viewed(facts))
         for token in tokens.values():
 
             def both(token: str = token) -> list[httpx.Response] | None:

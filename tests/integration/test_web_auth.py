@@ -29,11 +29,14 @@ from tests.workers import WorkerProcess, bearer, discard, start_worker
 NOW = datetime(2026, 3, 13, 12, tzinfo=UTC)
 TOP = "p.aaaaaaaaaaaaaaaaaaaaaaaaaa"
 OTHER_INDIVIDUAL = "reading_yjs_team"  # individual tier, but no agreement grants it the person view
+OTHER_VIEW = "tvp_offender_management"  # granted a person view of its own here
+OTHERS = "k1.bbbbbbbbbbbbbbbbbbbbbbbbbb"  # a person token of OTHER_VIEW's view
 
 
-def _fact(n: int, token: str, factors: list[str]) -> dict[str, Any]:
+def _fact(n: int, token: str, factors: list[str], recipient: str = PERSON_VIEW_RECIPIENT) -> dict[str, Any]:
     return {
         "kind": "fact",
+        "recipient": recipient,
         "person_token": token,
         "event_id": f"ev-{n}",
         "subject_index": 0,
@@ -66,7 +69,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         reader.apply(_fact(i, TOP, ["weapon_carrying", "gang_association"]))
     for i in range(3, 40):
         reader.apply(_fact(i, f"p.{i:026d}", ["school_exclusion"]))
-    app, issuer = guarded_app(tmp_path_factory.mktemp("web") / "var", reader)
+    reader.apply(_fact(40, OTHERS, ["weapon_carrying"], OTHER_VIEW))
+    views = frozenset({PERSON_VIEW_RECIPIENT, OTHER_VIEW})
+    app, issuer = guarded_app(tmp_path_factory.mktemp("web") / "var", reader, person_readers=views)
     with ServerThread(app) as s:
         yield Served(s.url, issuer)
 
@@ -150,6 +155,18 @@ def test_recipient_a_cannot_read_recipient_bs_person_view(server: Served) -> Non
     )
 
 
+def test_each_recipient_with_a_person_view_reaches_its_own_view_only(server: Served) -> None:
+    """Two recipients hold a person view: another view's token is unknown, the cohort is one's own."""
+    other, vru = server.mint(OTHER_VIEW, "individual"), server.mint(PERSON_VIEW_RECIPIENT, "individual")
+    for token, caller in ((TOP, other), (OTHERS, vru)):
+        unknown = server.get(f"/api/persons/{token}", caller)
+        assert unknown.status_code == 404 and unknown.json() == {"error": "unknown person token"}
+    assert server.get(f"/api/persons/{OTHERS}", other).json()["person_token"] == OTHERS
+    assert [e["person_token"] for e in server.get("/api/cohort?n=100", other).json()["cohort"]] == [OTHERS]
+    cohort = [e["person_token"] for e in server.get("/api/cohort?n=100", vru).json()["cohort"]]
+    assert cohort[0] == TOP and OTHERS not in cohort and len(cohort) == 38
+
+
 def test_host_not_allowed(server: Served) -> None:
     b = server.mint(PERSON_VIEW_RECIPIENT, "individual")
     for host in ("evil.example", "evil.example:6066", "127.0.0.1.nip.io"):
@@ -166,7 +183,7 @@ def test_api_health_gives_lower_tiers_no_exact_counts(server: Served) -> None:
         assert body["status"] == "ok" and body["tier"] == tier
         assert not {"facts_applied", "profiles", "last_fact_at"} & body.keys(), body
     full = server.get("/api/health", server.mint(PERSON_VIEW_RECIPIENT, "individual")).json()
-    assert full["facts_applied"] == 40 and full["profiles"] == 38
+    assert full["facts_applied"] == 41 and full["profiles"] == 39
 
 
 def test_login_needs_a_bearer_header(server: Served) -> None:

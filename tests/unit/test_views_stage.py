@@ -107,6 +107,33 @@ def test_merge_moves_the_profile_to_the_new_tokens_partition_idempotently() -> N
     assert counts(profiles, "p.new") == {"weapon_carrying": 1, "school_exclusion": 1, "gang_association": 1}
 
 
+def test_a_profile_belongs_to_its_views_recipient_through_merges_and_moves() -> None:
+    s, profiles, _ = stage()
+    s.process([rec(fact("e1", "k1.old", ["weapon_carrying"], recipient="vru"), "k1.old", partition=1)])
+    assert Profile.from_dict(profiles.data["k1.old"]).recipient == "vru"
+    merged = s.process([rec({"kind": "merge", "from": "k1.old", "into": "k1.new"}, "k1.old", partition=1)])
+    move = next(o for o in merged.outputs if o.topic == NAMES.moves)
+    s.process([RawRecord(NAMES.moves, 2, 0, move.key, move.value)])
+    moved = Profile.from_dict(profiles.data["k1.new"])
+    assert moved.recipient == "vru" and moved.visible_to("vru") and not moved.visible_to("yjs")
+    assert not moved.visible_to(None)
+
+
+def test_another_recipients_fact_never_joins_a_profile() -> None:
+    s, profiles, _ = stage()
+    s.process([rec(fact("e1", "k1.a", ["weapon_carrying"], recipient="vru"), "k1.a")])
+    result = s.process([rec(fact("e2", "k1.a", ["school_exclusion"], recipient="yjs"), "k1.a")])
+    assert result.dead == 1 and counts(profiles, "k1.a") == {"weapon_carrying": 1}
+    assert Profile.from_dict(profiles.data["k1.a"]).recipient == "vru"
+
+
+def test_a_profile_of_no_recipients_view_is_visible_to_nobody() -> None:
+    s, profiles, _ = stage()
+    s.process([rec(fact("e1", "p.a", ["weapon_carrying"]), "p.a")])
+    profile = Profile.from_dict(profiles.data["p.a"])
+    assert profile.recipient is None and not profile.visible_to("vru") and not profile.visible_to(None)
+
+
 def test_a_merge_back_does_not_bounce_between_the_two_tokens() -> None:
     s, profiles, tombs = stage()
     s.process([rec(fact("e1", "p.a", ["weapon_carrying"]), "p.a")])
