@@ -9,8 +9,10 @@ listed here is denied. Each party authenticates as its own principal and gets wh
   the audit ledger and linkage identifiers; the audit sink reads the ledger; the linker reads
   linkage identifiers and writes person links; the views read person links and write the views;
   the rights service re-reads raw records and writes corrections. Each writes its own dead letters;
-- a recipient reads exactly the shared topics its agreements fill and the views its agreements
-  grant (`views:`), nothing by prefix, with consumer groups named `<id>.<anything>`;
+- a recipient reads exactly the shared topics its agreements fill and the area counts if its
+  agreements grant them (`views:`), nothing by prefix, with consumer groups named `<id>.<anything>`;
+  never `views.person_profile`, which holds every recipient's person view (the API serves each
+  recipient its own);
 - operations read the audit ledger (decisions and tokens, no identifiers) and never dead letters:
   they learn the reasons from the metrics.
 
@@ -42,7 +44,11 @@ Operation = Literal["Read", "Write", "Create", "Describe", "DescribeConfigs"]
 ResourceType = Literal["Topic", "Group"]
 PatternType = Literal["LITERAL", "PREFIXED"]
 
-VIEW_TOPICS = {"person_profile": topics.VIEWS_PERSON_PROFILE, "area_counts": topics.VIEWS_AREA_COUNTS}
+# The views a recipient reads on Kafka. The person view is granted through the authenticated API
+# only: `views.person_profile` holds every recipient's person view, so Read on it would give one
+# recipient the others' profiles; the API answers with the caller's own view (agents.web).
+VIEW_TOPICS = {"area_counts": topics.VIEWS_AREA_COUNTS}
+API_VIEWS = frozenset({"person_profile"})
 _READ: tuple[Operation, ...] = ("Read", "Describe")
 _WRITE: tuple[Operation, ...] = ("Write", "Describe")
 _OWN: tuple[Operation, ...] = ("Read", "Write", "Describe", "Create")
@@ -215,6 +221,8 @@ def _recipient(access: RecipientAccess) -> list[AclEntry]:
     for topic in access.shared_topics:
         entries += _topic(who, topic, _READ, "recipient reads its own share")
     for view in access.views:
+        if view in API_VIEWS:
+            continue
         if view not in VIEW_TOPICS:
             raise ConfigurationError(f"recipient {access.id}: unknown view {view!r}")
         entries += _topic(who, VIEW_TOPICS[view], _READ, "view granted by an agreement")

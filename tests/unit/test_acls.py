@@ -95,7 +95,8 @@ TOPIC_MATRIX: dict[str, dict[str, str]] = {
     TVP: {RAW_TVP: "WD"},
     SOCIAL: {RAW_SOCIAL: "WD"},
     PROBATION: {RAW_PROBATION: "WD"},
-    VRU: {SH_VRU_POLICE: "RD", SH_VRU_SOCIAL: "RD", "views.person_profile": "RD"},
+    # The VRU's person view is served by the API only: views.person_profile holds every recipient's.
+    VRU: {SH_VRU_POLICE: "RD", SH_VRU_SOCIAL: "RD"},
     CSP: {SH_CSP: "RD"},
     YJS: {SH_YJS: "RD"},
     IOM: {SH_IOM: "RD"},
@@ -230,7 +231,6 @@ def test_a_recipient_reads_only_its_own_shared_topics(plan: list[AclEntry], cata
         "shared.vru_analysts.police.missing_person",
         "shared.vru_analysts.social_care.assessment_factors",
         "shared.vru_analysts.social_care.missing_episode",
-        "views.person_profile",
     }
     assert not any(e.operation != "Read" and e.operation != "Describe" for e in plan if e.principal == VRU)
 
@@ -241,6 +241,20 @@ def test_views_follow_the_agreements_views_entries(catalogue: Catalogue) -> None
     assert access["vru_analysts"].views == ("person_profile",)
     assert access["public_open_data"].views == ("area_counts",)
     assert access["reading_csp"].views == () and access["tvp_offender_management"].views == ()
+
+
+def test_no_recipient_reads_the_person_profiles_topic_whoever_holds_a_person_view() -> None:
+    """views.person_profile holds every recipient's person view: each reads its own through the API."""
+    access = [
+        RecipientAccess("vru_analysts", VRU, views=("person_profile",)),
+        RecipientAccess("reading_yjs_team", YJS, views=("person_profile", "area_counts")),
+    ]
+    plan = acl_plan([], access, RolePrincipals())
+    readers = {e.principal for e in plan if _matches(e, "Topic", "views.person_profile")}
+    assert readers == {V}
+    assert allowed(plan, YJS, "Read", "views.area_counts") and not allowed(
+        plan, VRU, "Read", "views.area_counts"
+    )
 
 
 def test_text_output_quotes_every_principal(plan: list[AclEntry]) -> None:
