@@ -73,7 +73,7 @@ def test_bus_services_get_valid_settings(
     for name in list(os.environ):
         if name.startswith("SHARINGBUS_"):
             monkeypatch.delenv(name)
-    for name in ("enforcer", "agents", "init"):
+    for name in ("enforcer", "linker", "agents", "init"):
         env = environment(services[name])
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -90,7 +90,7 @@ def test_bus_services_get_valid_settings(
         )
         # Only `init` (sharebus db init) holds the administrator's DSN; workers their roles' own.
         assert (settings.postgres_dsn == admin) == (name == "init"), name
-        own = {"enforcer": ("enforcer", "rights"), "agents": ("audit", "linker", "views")}
+        own = {"enforcer": ("enforcer", "rights"), "linker": ("linker",), "agents": ("audit", "views")}
         for role in own.get(name, ()):
             assert settings.pg_dsn(role).startswith(f"postgresql://sharingbus_{role}:<PG_"), (name, role)
         assert settings.web_host == "0.0.0.0", "the web server must listen beyond loopback in a container"
@@ -117,7 +117,7 @@ def test_depends_on_waits_for_health_or_completion(services: dict[str, dict[str,
                 "service_completed_successfully" if one_shot(services[dependency]) else "service_healthy"
             )
             assert spec == {"condition": expected}, f"{name} -> {dependency}"
-    for worker in ("enforcer", "agents"):
+    for worker in ("enforcer", "linker", "agents"):
         assert {"kafka", "schema-registry", "postgres", "init"} <= set(services[worker]["depends_on"])
 
 
@@ -145,7 +145,7 @@ def test_registry_is_confluent_compatible(services: dict[str, dict[str, Any]]) -
 
 def test_agents_are_scalable_workers(services: dict[str, dict[str, Any]]) -> None:
     roles: list[str] = []
-    for name in ("enforcer", "agents"):
+    for name in ("enforcer", "linker", "agents"):
         agents = services[name]
         assert agents["build"]["dockerfile"] == "deploy/Dockerfile"
         assert (ROOT / agents["build"]["context"] / agents["build"]["dockerfile"]).is_file()
@@ -174,8 +174,8 @@ def test_prometheus_scrapes_the_agents_metrics_port(services: dict[str, dict[str
         for sc in job.get("static_configs", [])
         for t in sc["targets"]
     ]
-    assert sorted(targets) == [("agents", port), ("enforcer", port)], targets
-    for name in ("agents", "enforcer"):
+    assert sorted(targets) == [("agents", port), ("enforcer", port), ("linker", port)], targets
+    for name in ("agents", "enforcer", "linker"):
         assert str(port) in [str(p) for p in services[name].get("expose", [])]
 
 
@@ -195,12 +195,26 @@ def test_grafana_mounts_match_provisioning(services: dict[str, dict[str, Any]]) 
 
 
 def test_key_ring_reaches_only_the_enforcer_read_only(services: dict[str, dict[str, Any]]) -> None:
-    """The enforcer tokenises; the agents service (audit sink, linker, views, API) holds no keys."""
+    """The enforcer tokenises; the linker and agents services (audit sink, views, API) hold no master."""
     keyring_dir = str(Path(environment(services["enforcer"])["SHARINGBUS_KEYRING_PATH"]).parent)
     assert f"keyring:{keyring_dir}:ro" in services["enforcer"]["volumes"]
     assert f"keyring:{keyring_dir}" in services["init"]["volumes"]
     holders = {name for name, svc in services.items() if any("keyring" in v for v in svc.get("volumes", []))}
     assert holders == {"init", "enforcer"}
+
+
+def test_view_keys_reach_only_the_linker_read_only(services: dict[str, dict[str, Any]]) -> None:
+    """The linker makes each recipient's person tokens from derived view keys (never the master);
+    the views and API hold none. Without them a linker feeds no person view at all."""
+    path = Path(environment(services["linker"])["SHARINGBUS_VIEW_KEYS_PATH"])
+    assert f"view-keys:{path.parent}:ro" in services["linker"]["volumes"]
+    assert f"view-keys:{path.parent}" in services["init"]["volumes"]
+    assert f"sharebus keys derive-views --out {path}" in command(services["init"])
+    holders = {n for n, svc in services.items() if any("view-keys" in v for v in svc.get("volumes", []))}
+    assert holders == {"init", "linker"}
+    assert all(
+        "SHARINGBUS_VIEW_KEYS_PATH" not in environment(svc) for n, svc in services.items() if n != "linker"
+    )
 
 
 def test_postgres_has_no_default_password_nor_public_port(services: dict[str, dict[str, Any]]) -> None:
