@@ -3,6 +3,11 @@
 The request is an event (`bus.subject_request`) on the partner's own raw topic, checked here with
 the same rules the bus applies, so a malformed request fails at once rather than in the audit.
 Prints `request: <id>`; the outcome is in the audit ledger and `sharebus subject-access`.
+
+Only an officer of the controller may file one (the rights roles file's `officers`, the people who
+answer data subject rights for it): the caller is the verified token in `SHARINGBUS_IDENTITY_TOKEN`
+and the request carries it as `<partner>:<subject>`. Data owners re-identify; they do not erase or
+rectify on a person's behalf unless the file also lists them as officers.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import typer
 
 from sharebus.common import announce, fail
+from sharebus.officers import Refusal, refuse, verified_officer
 from streams import topics
 from streams.avro.catalogue import load_catalogue
 from streams.errors import SharingBusError
@@ -27,7 +33,9 @@ from streams.settings import get_settings
 
 
 def request(
-    partner: str = typer.Option(..., "--partner", help="The controller asking (owner of the events)"),
+    partner: str | None = typer.Option(
+        None, "--partner", help="The controller asking, owner of the events (default: the caller's)"
+    ),
     kind: str = typer.Option(..., "--kind", help=" | ".join(KINDS)),
     event_id: list[str] = typer.Option([], "--event-id", help="An event the request is about (repeatable)"),
     identifier: list[str] = typer.Option(
@@ -37,16 +45,22 @@ def request(
         [], "--correct", help="rectify: PATH=VALUE, VALUE as JSON (bare text is a string), e.g. subject.upn=…"
     ),
     reason: str = typer.Option(..., "--reason", help="Why (kept in the audit ledger)"),
-    requester: str = typer.Option(..., "--requester", help="Who asks, as <partner>:<person>"),
 ) -> None:
-    """Publish a data subject request; every recipient of the events is reached by the bus."""
+    """Publish a data subject request; every recipient of the events is reached by the bus.
+    Officers of the controller only (SHARINGBUS_IDENTITY_TOKEN, SHARINGBUS_RIGHTS_ROLES_PATH)."""
     settings = get_settings()
     try:
         catalogue = load_catalogue(settings.schemas_dir)
+        caller, partner = verified_officer(settings, partner, list(catalogue.partners))
+    except Refusal as exc:
+        refuse("request", exc)
+    except SharingBusError as exc:
+        fail(str(exc))
+    try:
         body = build_request(
             kind,
             reason=reason,
-            requester=requester,
+            requester=f"{partner}:{caller.subject}",
             event_ids=event_id,
             identifiers=parse_assignments(identifier, "--identifier"),
             corrections=parse_assignments(correct, "--correct"),

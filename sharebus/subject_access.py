@@ -15,17 +15,16 @@ from typing import Any
 import typer
 
 from sharebus.common import fail
+from sharebus.officers import Refusal, refuse, verified_officer
 from streams.agreements import load_agreements
 from streams.avro.catalogue import load_catalogue
 from streams.enforce.audit_store import AuditStore
 from streams.errors import SharingBusError
-from streams.identity import AuthError, TokenVerifier
 from streams.privacy.key_sources import load_keyring
 from streams.rights import linkage_key_id
 from streams.rights.access import build_report, render_html
 from streams.rights.links import LinkIndex
 from streams.rights.model import IDENTIFIER_KINDS, parse_assignments
-from streams.rights.roles import NotAuthorised, load_roles
 from streams.rights.store import RightsStore
 from streams.settings import get_settings
 
@@ -49,14 +48,9 @@ def subject_access(
     settings = get_settings()
     try:
         catalogue = load_catalogue(settings.schemas_dir)
-        roles = load_roles(settings.rights_roles_path, catalogue.partners)
-        bearer = settings.identity_token.get_secret_value() if settings.identity_token else ""
-        caller = TokenVerifier.from_settings(settings).verify(bearer)
-        partner = roles.partner_for(caller, partner, "officer")
-        roles.authorise(caller, partner, "officer")
-    except (AuthError, NotAuthorised) as exc:
-        hint = "" if bearer else ": set SHARINGBUS_IDENTITY_TOKEN to your token"
-        fail(f"subject access refused: {exc}{hint}", code=2)
+        _, partner = verified_officer(settings, partner, list(catalogue.partners))
+    except Refusal as exc:
+        refuse("subject access", exc)
     except SharingBusError as exc:
         fail(str(exc))
     try:

@@ -384,8 +384,8 @@ def test_erasure_reaches_every_recipient_the_views_and_the_vault(
 
     # Sam by identifier, through the CLI; Tom by event ids.
     sam_request = sharebus(
-        settings, "request", "--partner", SCHOOLS, "--kind", "erase", "--identifier", f"upn={sam['upn']}",
-        "--reason", "Art 17 request from the child's parent", "--requester", f"{SCHOOLS}:dpo.test",
+        as_caller(settings, "schools.sar.officer"), "request", "--partner", SCHOOLS, "--kind", "erase",
+        "--identifier", f"upn={sam['upn']}", "--reason", "Art 17 request from the child's parent",
     ).strip().removeprefix("request: ")  # fmt: skip
     tom_request = request(settings, SCHOOLS, "erase", event_ids=tom_ids)
     for rid in (sam_request, tom_request):
@@ -518,8 +518,8 @@ def test_rectification_restriction_and_retention(stack: tuple[Settings, WorkerPr
 
     # Restriction: Ben's new events are not shared (audited as restricted), Ada's still are.
     restricting = sharebus(
-        settings, "request", "--partner", SCHOOLS, "--kind", "restrict", "--identifier", f"upn={ben['upn']}",
-        "--reason", "accuracy contested (Art 18(1)(a))", "--requester", f"{SCHOOLS}:dpo.test",
+        as_caller(settings, "schools.sar.officer"), "request", "--partner", SCHOOLS, "--kind", "restrict",
+        "--identifier", f"upn={ben['upn']}", "--reason", "accuracy contested (Art 18(1)(a))",
     ).strip().removeprefix("request: ")  # fmt: skip
     assert [s["outcome"] for s in request_steps(settings, restricting) if s["action"] == "restrict"] == [
         "applied"
