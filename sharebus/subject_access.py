@@ -3,7 +3,9 @@
 Answers from the audit ledger's PostgreSQL copy and the linker's records in the vault (see
 `streams.rights.access`); JSON for systems, HTML to send to the person. Only to an officer of that
 controller: the caller is the verified token in `SHARINGBUS_IDENTITY_TOKEN`, and the rights roles
-file (`SHARINGBUS_RIGHTS_ROLES_PATH`) must list its subject among the partner's officers.
+file (`SHARINGBUS_RIGHTS_ROLES_PATH`) must list its subject among the partner's officers. Every
+answer and every refusal is audited (`subject_access_audit`, streams.rights.access_audit) before the
+caller sees it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from streams.errors import SharingBusError
 from streams.privacy.key_sources import load_keyring
 from streams.rights import linkage_key_id
 from streams.rights.access import build_report, render_html
+from streams.rights.access_audit import AccessAudit
 from streams.rights.links import LinkIndex
 from streams.rights.model import IDENTIFIER_KINDS, parse_assignments
 from streams.rights.store import RightsStore
@@ -46,10 +49,13 @@ def subject_access(
     if fmt not in ("json", "html"):
         fail("--format must be json or html")
     settings = get_settings()
+    audit = AccessAudit(settings.pg_dsn("rights"))
+    kinds = [item.partition("=")[0].strip() for item in identifier]
     try:
         catalogue = load_catalogue(settings.schemas_dir)
-        _, partner = verified_officer(settings, partner, list(catalogue.partners))
+        caller, partner = verified_officer(settings, partner, list(catalogue.partners))
     except Refusal as exc:
+        audit.record("refused", requester=exc.caller, partner=partner, searched_by=kinds, reason=str(exc))
         refuse("subject access", exc)
     except SharingBusError as exc:
         fail(str(exc))
@@ -74,6 +80,14 @@ def subject_access(
                 store=store,
             )
             store.close()
+        audit.record(
+            "answered",
+            requester=caller.subject,
+            partner=partner,
+            searched_by=identifiers,
+            reason=f"answered to an officer of {partner}",
+            sharings=len(report["sharings"]),
+        )
     except SharingBusError as exc:
         fail(str(exc))
     text = render_html(report) if fmt == "html" else json.dumps(report, indent=2, default=str)

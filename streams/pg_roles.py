@@ -3,7 +3,7 @@
 One role for every process would let anyone holding the analysts' DSN read the vault's raw
 identifiers. `init` (`sharebus db init`) makes, idempotently:
 
-- schemas `sharingbus_vault` (raw identifiers, links, the re-identification audit),
+- schemas `sharingbus_vault` (raw identifiers, links, the re-identification and subject access audits),
   `sharingbus_views` (the analysts' tables) and `sharingbus_ops` (decision ledger, rights, reviews),
   owned by a NOLOGIN owner role that applies every component's DDL;
 - one login role per database role in `DB_ROLES`, named (and given the password) of its DSN in
@@ -34,6 +34,7 @@ from streams.linkage.review import SCHEMA as REVIEW_DDL
 from streams.pg import MANAGED_SCHEMA
 from streams.privacy.vault import ACCESS_SCHEMA as VAULT_ACCESS_DDL
 from streams.privacy.vault import SCHEMA as VAULT_DDL
+from streams.rights.access_audit import SCHEMA as ACCESS_AUDIT_DDL
 from streams.rights.store import SCHEMA as RIGHTS_DDL
 from streams.settings import Settings
 from streams.views.sink import DDL as VIEWS_DDL
@@ -47,7 +48,7 @@ SCHEMAS = (VAULT, VIEWS, OPS)
 
 # Each schema's DDL, applied by the owner with that schema first on the search path.
 _DDL = (
-    (VAULT, (VAULT_DDL, VAULT_ACCESS_DDL)),
+    (VAULT, (VAULT_DDL, VAULT_ACCESS_DDL, ACCESS_AUDIT_DDL)),
     (VIEWS, (VIEWS_DDL,)),
     (OPS, (AUDIT_DDL, RIGHTS_DDL, REVIEW_DDL)),
 )
@@ -60,6 +61,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "vault_aliases",
         "reidentification_audit",
         "reidentification_requests",
+        "subject_access_audit",
     ),
     VIEWS: ("person_profiles", "person_factors", "area_counts"),
     OPS: (
@@ -99,6 +101,7 @@ GRANTS: dict[str, tuple[tuple[str, str, str], ...]] = {
         (VAULT, "vault_aliases", _DML),
         (VAULT, "reidentification_requests", "SELECT, INSERT, UPDATE"),
         (VAULT, "reidentification_audit", "SELECT, INSERT"),
+        (VAULT, "subject_access_audit", "SELECT, INSERT"),
         (VIEWS, "*", _DML),
         (OPS, "*", _DML),
     ),

@@ -20,6 +20,7 @@ import pytest
 from streams.pg_roles import DB_ROLES, SCHEMAS, TABLES, init
 from streams.privacy.vault import Vault
 from streams.privacy.vault_access import VaultAccess
+from streams.rights.access_audit import AccessAudit
 from streams.settings import Settings
 from streams.views.sink import ViewsSink
 from tests.conftest import PG_ADMIN_DSN
@@ -127,6 +128,7 @@ def test_analyst_reading_the_vault_is_refused(db: Db, tmp_path: Path) -> None:
             "SELECT * FROM sharingbus_vault.vault_subjects",
             "SELECT * FROM sharingbus_vault.vault_identities",
             "SELECT * FROM sharingbus_vault.reidentification_requests",
+            "SELECT * FROM sharingbus_vault.subject_access_audit",
             "SELECT * FROM sharingbus_vault.reidentification_answer(1, 'x')",
             "INSERT INTO person_profiles (person_token, score, factors) VALUES ('p.x', 1, '{}')",
             "CREATE TABLE public.stolen (x text)",
@@ -148,6 +150,8 @@ def test_analyst_reading_the_vault_is_refused(db: Db, tmp_path: Path) -> None:
             "SELECT * FROM vault_identities",
             "UPDATE reidentification_audit SET outcome = 'granted'",
             "DELETE FROM reidentification_audit",
+            "UPDATE subject_access_audit SET outcome = 'answered'",
+            "DELETE FROM subject_access_audit",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(query)
@@ -160,6 +164,10 @@ def test_analyst_reading_the_vault_is_refused(db: Db, tmp_path: Path) -> None:
             conn.execute(
                 "SELECT * FROM sharingbus_vault.reidentification_answer(%s, 'tvp.owner.a')", (request_id,)
             )
+    # The rights role audits subject access (insert and read, as above never change).
+    sar = AccessAudit(db.dsn("rights"))
+    sar.record("refused", requester=None, partner="tvp", searched_by=["upn"], reason="no token")
+    assert [(r["requester"], r["outcome"]) for r in sar.log()] == [("(unverified)", "refused")]
     # Approved by a second owner, the rights service answers and the function audits it.
     service.approve(ids.token("tvp.owner.b"), request_id)
     found = service.answer(ids.token("tvp.owner.a"), request_id)

@@ -16,6 +16,7 @@ import pytest
 
 from streams.identity import LocalIssuer
 from streams.privacy.keys import KeyRing
+from streams.rights.access_audit import AccessAudit
 from streams.settings import ROOT, Settings
 
 SCHOOLS, POLICE = "reading_schools", "thames_valley_police"
@@ -75,3 +76,27 @@ def test_an_officer_is_answered_for_its_own_controller(tmp_path: Path, pg_dsn: s
     report = json.loads(done.stdout)
     assert report["controller"]["id"] == SCHOOLS and report["found"] is False
     assert report["sharings"] == [] and "other_controllers" not in report
+
+
+def test_every_answer_and_every_refusal_leaves_an_audit_row(tmp_path: Path, pg_dsn: str) -> None:
+    audit = AccessAudit(pg_dsn)
+    before = max((r["id"] for r in audit.log()), default=0)
+    issuer = LocalIssuer.from_settings(Settings(data_dir=tmp_path))
+    ask = ("--partner", SCHOOLS, "--identifier", f"upn={UPN}")
+    refused = _run(tmp_path, pg_dsn, issuer.mint("tvp.sar.officer"), *ask)
+    unverified = _run(tmp_path, pg_dsn, None, *ask)
+    answered = _run(tmp_path, pg_dsn, issuer.mint("schools.sar.officer"), "--identifier", f"upn={UPN}")
+    assert (refused.returncode, unverified.returncode, answered.returncode) == (2, 2, 0), answered.stderr
+    not_officer, hint = (
+        f"is not an officer of {SCHOOLS} {FILE}",
+        "set SHARINGBUS_IDENTITY_TOKEN to your token",
+    )
+    rows = [r for r in audit.log() if r["id"] > before]
+    fields = ("requester", "partner", "searched_by", "outcome", "reason", "sharings")
+    assert [tuple(r[f] for f in fields) for r in rows] == [
+        ("tvp.sar.officer", SCHOOLS, ["upn"], "refused", f"tvp.sar.officer {not_officer}", 0),
+        ("(unverified)", SCHOOLS, ["upn"], "refused", f"empty token: {hint}", 0),
+        ("schools.sar.officer", SCHOOLS, ["upn"], "answered", f"answered to an officer of {SCHOOLS}", 0),
+    ]  # fmt: skip
+    assert all(r["at"] is not None for r in rows)
+    assert UPN not in repr(rows), "the audit names identifier kinds, never their values"
