@@ -31,6 +31,7 @@ from streams.avro.catalogue import Catalogue, load_catalogue
 from streams.avro.serde import SchemaCache
 from streams.enforce.audit_recovery import recover_chains
 from streams.enforce.engine import Enforcer
+from streams.enforce.epoch import EPOCH_DEADLINE_S, continue_chains, stored_heads
 from streams.enforce.link_facts import make_link_facts
 from streams.kafka.acls import may_create
 from streams.kafka.admin import ensure_topics
@@ -178,16 +179,21 @@ def _register_enforcer(
     kafka_config = settings.kafka_config()
     audit_partitions = settings.topic_partitions
     rights = build_rights(settings, catalogue, keyring)
+    producer = DeliveringProducer(settings.producer_config(**CHAINED_PRODUCER))  # it writes the audit chains
+    heads = stored_heads(settings.pg_dsn("enforcer"))
     enforcer = Enforcer(
         catalogue=catalogue,
         plans=plans,
         schemas=schemas,
         audit_partitions=audit_partitions,
-        recover_chains=lambda ids: recover_chains(kafka_config, ids, audit_partitions),
+        recover_chains=continue_chains(
+            lambda ids: recover_chains(kafka_config, ids, audit_partitions),
+            heads,
+            lambda epochs: producer.send_all(epochs, deadline_s=EPOCH_DEADLINE_S),
+        ),
         link_facts=make_link_facts(settings, catalogue, keyring),
         rights=rights,
     )
-    producer = DeliveringProducer(settings.producer_config(**CHAINED_PRODUCER))  # it writes the audit chains
     raw_topics = [topic for _, _, topic in catalogue.raw_topics()]
     vault = Vault(settings.pg_dsn("enforcer"))
     run_batch = enforcer_agent.BatchRunner(enforcer, producer, vault, RequestStage(rights))

@@ -139,6 +139,7 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
         "records": report.records,
         "chains": {name: asdict(summary) for name, summary in sorted(report.chains.items())},
         "breaks": [asdict(b) for b in report.breaks],
+        "epochs": [asdict(e) for e in report.epochs],
     }
 
 
@@ -159,11 +160,17 @@ def verify_command(
     if bootstrap_servers:
         settings = settings.model_copy(update={"bootstrap_servers": bootstrap_servers})
     try:
-        anchors = None
         if against_db:
             with AuditStore(dsn or settings.pg_dsn("rights")) as store:
-                anchors = store.chain_heads()
-        report = verify(settings.kafka_config(), topic, timeout=timeout, anchors=anchors)
+                report = verify(
+                    settings.kafka_config(),
+                    topic,
+                    timeout=timeout,
+                    anchors=store.chain_heads(),
+                    stored=store.record_at,
+                )
+        else:
+            report = verify(settings.kafka_config(), topic, timeout=timeout)
     except SharingBusError as exc:
         fail(str(exc))
     if as_json:
@@ -171,6 +178,13 @@ def verify_command(
     else:
         status = "OK" if report.ok else f"{len(report.breaks)} BREAKS"
         typer.echo(f"audit verify {topic}: {report.records} records in {len(report.chains)} chains: {status}")
+        if report.epochs:
+            checked = (
+                "links checked against PostgreSQL" if against_db else "check their links with --against-db"
+            )
+            typer.echo(
+                f"{len(report.epochs)} chains continue from PostgreSQL after an epoch record ({checked})"
+            )
         if report.breaks:
             table = _table("breaks", ("chain", "seq", "partition@offset", "problem"))
             for b in report.breaks:

@@ -83,6 +83,8 @@ GRANTS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "enforcer": (
         (VAULT, "vault_subjects", "INSERT"),
         (VAULT, "vault_subjects", "SELECT (token, event_id, partner, digest)"),
+        # Chain heads, to continue a chain the broker lost (streams.enforce.epoch).
+        (OPS, "audit_decisions", "SELECT (chain, seq, hash)"),
     ),
     "audit": ((OPS, "audit_decisions", "SELECT, INSERT"),),
     "linker": (

@@ -239,10 +239,26 @@ class AuditStore:
 
     def chain_heads(self) -> dict[str, tuple[int, str]]:
         """Highest stored (seq, hash) per chain: anchors for `streams.enforce.audit.verify(anchors=...)`."""
-        rows = self._execute(
-            "SELECT DISTINCT ON (chain) chain, seq, hash FROM audit_decisions ORDER BY chain, seq DESC"
-        )
+        rows = self._execute(_heads_sql(""))
         return {chain: (int(seq), digest) for chain, seq, digest in rows}
+
+    def heads_of(self, chains: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """`chain_heads` of these chains only: where the enforcer continues a chain the topic lost."""
+        rows = self._execute(_heads_sql("WHERE chain = ANY(%s)"), (list(chains),))
+        return {chain: (int(seq), digest) for chain, seq, digest in rows}
+
+    def record_at(self, chain: str, seq: int) -> dict[str, Any] | None:
+        """The record stored at `seq` of `chain` (as chained), if any: what an epoch record links to."""
+        rows = self._execute(
+            "SELECT record FROM audit_decisions WHERE chain = %s AND seq = %s LIMIT 1", (chain, seq)
+        )
+        return _as_dict(rows[0][0]) if rows else None
+
+
+def _heads_sql(where: str) -> str:
+    return (
+        f"SELECT DISTINCT ON (chain) chain, seq, hash FROM audit_decisions {where} ORDER BY chain, seq DESC"
+    )
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

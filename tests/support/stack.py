@@ -173,7 +173,10 @@ def open_stack(
     registry: EmbeddedRegistry | None = None
     stack: Stack | None = None
     try:
-        registry = EmbeddedRegistry(tansu.bootstrap, topic=registry_topic).start()
+        # As `sharebus registry` does, the registry keeps a copy of its records outside the broker.
+        registry = EmbeddedRegistry(
+            tansu.bootstrap, topic=registry_topic, copy_path=root / "registry" / f"{registry_topic}.jsonl"
+        ).start()
         values: dict[str, Any] = {
             "bootstrap_servers": tansu.bootstrap,
             "schema_registry_url": registry.url,
