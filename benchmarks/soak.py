@@ -101,8 +101,6 @@ def scale_out_loop(runs: int, timeout: int, log_dir: Path) -> int:
             "-m",
             "pytest",
             SCALE_OUT,
-            "-m",
-            "open_bug or not open_bug",  # whatever its markers: pyproject's addopts may leave some out
             "-q",
             "-s",
             "-p",

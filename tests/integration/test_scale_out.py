@@ -390,7 +390,6 @@ def feeders(stack: Stack) -> Iterator[list[GatedFeeder]]:
         feeder.stop()
 
 
-@pytest.mark.open_bug
 def test_two_workers_on_four_partitions_lose_nothing_and_serve_correct_views(
     stack: Stack, feeders: list[GatedFeeder]
 ) -> None:
