@@ -138,18 +138,24 @@ class TableViewsReader:
 
         return list(self._cached(("cohort", n, recipient), make))
 
-    def health(self) -> dict[str, Any]:
+    def health(self, recipient: str | None) -> dict[str, Any]:
         live = self.live
         return {
             "status": "recovering" if live.recovering() else "ok",
             "facts_applied": live.facts_applied,
-            "profiles": len(live.profiles),
+            "profiles": self._cached(("profiles", recipient), lambda: self._own_profiles(recipient)),
             "weeks": len(live.snapshots),
             "last_fact_at": live.last_fact_at,
             "dead_letters": live.dead_letters,
             "last_emit_at": live.last_emit_at,
             "pending_emits": live.pending(),
         }
+
+    def _own_profiles(self, recipient: str | None) -> int:
+        """How many of this worker's profiles are `recipient`'s view."""
+        return sum(
+            1 for v in self.live.profiles.values() if v and recipient and v.get("recipient") == recipient
+        )
 
     def trend(self, factor: str) -> list[tuple[str, int | None]]:
         def make() -> dict[str, list[tuple[str, int | None]]]:

@@ -121,7 +121,7 @@ def cohort(reader: ViewsReader, caller: Caller, n: str | None = None) -> Reply:
 
 
 def health(reader: ViewsReader, caller: Caller) -> Reply:
-    state = reader.health()
+    state = reader.health(caller.principal.recipient)
     if not caller.principal.reaches("individual"):
         state = {k: v for k, v in state.items() if k in HEALTH_BELOW_INDIVIDUAL}
     return Reply(200, {**caller._stamp(), **state})

@@ -100,12 +100,12 @@ class MemoryViewsReader:
                 if p.score > 0
             ]
 
-    def health(self) -> dict[str, Any]:
+    def health(self, recipient: str | None) -> dict[str, Any]:
         with self._lock:
             return {
                 "status": "ok",
                 "facts_applied": self._facts,
-                "profiles": len(self.profiles),
+                "profiles": sum(p.visible_to(recipient) for p in self.profiles.values()),
                 "weeks": len(self.counts.weeks()),
                 "last_fact_at": self._last_fact,
             }

@@ -25,8 +25,9 @@ class ViewsReader(Protocol):
     def top_cohort(self, n: int, recipient: str | None) -> list[dict[str, Any]]:
         """The n highest-scored profiles of `recipient`'s own view: person_token, score, explanation."""
 
-    def health(self) -> dict[str, Any]:
-        """Pipeline health for the dashboard: at least "status"; anything else is shown as is."""
+    def health(self, recipient: str | None) -> dict[str, Any]:
+        """Pipeline health for the dashboard: at least "status"; anything else is shown as is.
+        "profiles" counts `recipient`'s own view only (another view's size is not the caller's)."""
 
     def trend(self, factor: str) -> list[tuple[str, int | None]]:
         """(week, published weekly total) of one factor, oldest first; None where suppressed."""

@@ -2,9 +2,9 @@
 
 The shipped agreements plus a person view for the YJS (its schools' exclusions). One child is seen
 by five partners; the VRU's view takes the violent crime and the social-care factors, the YJS's the
-exclusion. Tried as each recipient would: the other's person token, the bus's internal `p.` token
-and the cohort ranking. Profiles of both views share one table, so anything not filtered by the
-caller's verified recipient would answer with the other recipient's person.
+exclusion. Tried as each recipient would: the other's person token, the bus's internal `p.` token,
+the cohort ranking and the health page's count of profiles. Profiles of both views share one
+table, so anything not filtered by the caller's verified recipient answers about the other's.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def test_a_recipient_sees_only_its_own_view_by_token_and_in_the_cohort(
         assert resp.status_code == 404, (token, resp.text)
         assert resp.json() == {"error": "unknown person token"}
 
-    # Each cohort ranks the caller's own view only.
+    # Each cohort ranks, and the health counts, the caller's own view only.
     for who, mine in ((as_yjs, yjs), (as_vru, vru)):
         resp = get("/api/cohort?n=100", who)
         assert resp.status_code == 200, resp.text
         assert [e["person_token"] for e in resp.json()["cohort"]] == [mine]
+        assert get("/api/health", who).json()["profiles"] == 1

@@ -183,7 +183,8 @@ def test_api_health_gives_lower_tiers_no_exact_counts(server: Served) -> None:
         assert body["status"] == "ok" and body["tier"] == tier
         assert not {"facts_applied", "profiles", "last_fact_at"} & body.keys(), body
     full = server.get("/api/health", server.mint(PERSON_VIEW_RECIPIENT, "individual")).json()
-    assert full["facts_applied"] == 41 and full["profiles"] == 39
+    assert full["facts_applied"] == 41 and full["profiles"] == 38  # its own view's, not OTHER_VIEW's
+    assert server.get("/api/health", server.mint(OTHER_VIEW, "individual")).json()["profiles"] == 1
 
 
 def test_login_needs_a_bearer_header(server: Served) -> None:
