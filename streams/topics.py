@@ -52,16 +52,6 @@ def parse_raw(topic: str) -> tuple[str, str]:
     return partner, event_type
 
 
-def parse_shared(topic: str) -> tuple[str, str]:
-    """(recipient, event_type) of a shared topic; ValueError for anything else."""
-    parts = topic.split(".")
-    if len(parts) != 4 or parts[0] != "shared":
-        raise ValueError(f"not a shared topic: {topic!r}")
-    recipient, event_type = parts[1], f"{parts[2]}.{parts[3]}"
-    shared(recipient, event_type)
-    return recipient, event_type
-
-
 def value_subject(topic: str) -> str:
     """Schema registry subject under Confluent's TopicNameStrategy."""
     return f"{topic}-value"

@@ -19,7 +19,7 @@ from streams import topics
 from streams.agreements.checks import FREE_TEXT, free_text_kept, select_for
 from streams.agreements.conditions import Check, compile_conditions
 from streams.agreements.loader import AgreementSet
-from streams.agreements.model import LAWFUL_BASES, Agreement, Condition, Recipient
+from streams.agreements.model import Agreement, Condition, Recipient
 from streams.agreements.schema import agreement_schema
 from streams.agreements.selection import FieldRule
 from streams.agreements.steps import Builder, Denied, FieldError, record_builder
@@ -77,10 +77,6 @@ class Plan:
     def apply(self, event: Mapping[str, Any]) -> Decision:
         """Run the plan on one decoded event; never raises (errors become `error` decisions)."""
         return self._apply(event)
-
-    @property
-    def lawful_basis_labels(self) -> list[str]:
-        return [LAWFUL_BASES.get(code, code) for code in (*self.lawful_basis, *self.special_category_basis)]
 
 
 class PlanSet:

@@ -132,10 +132,6 @@ class EmbeddedBroker:
         self._store: ObjectStore | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def durable(self) -> bool:
-        return self.data_dir is not None
-
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         listen = f"{self.host}:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL")}

@@ -76,10 +76,6 @@ class StageLog:
         self._lock = threading.Lock()
         self._fh = path.open("a", buffering=1) if path is not None else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._fh is not None
-
     def start(self, records: list[Any]) -> BatchStamps | None:
         """Stamps for a batch just polled (None when disabled)."""
         if self._fh is None:

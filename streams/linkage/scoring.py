@@ -15,7 +15,6 @@ Splink does, instead of the model's average over all names.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from streams.linkage.compare import COMPARISONS, LEVELS, NULL, Signature, compare
@@ -185,6 +184,3 @@ class ScoreIndex:
                     share = max(self._names.get(name, 0), 1) / self._total
                     out[k] = math.log2(self._m_exact[k] / share)
         return tuple(out)
-
-    def clusters(self) -> Iterable[str]:
-        return self._sigs.keys()

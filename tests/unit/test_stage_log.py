@@ -32,7 +32,6 @@ def test_a_batch_without_delivered_outputs_has_no_ack_time() -> None:
 
 def test_disabled_log_costs_nothing_and_writes_nothing(tmp_path: Path) -> None:
     log = StageLog(None)
-    assert not log.enabled
     assert log.start([_rec("a", 0, 1)]) is None
     log.write(None)
     assert read_stage_log(tmp_path / "absent.jsonl") == []
