@@ -205,9 +205,12 @@ class ProfileStage:
             return
         profile = batch.profile(token) or Profile(token)
         recipient = doc.get("recipient")
-        if recipient and profile.recipient is not None and recipient != profile.recipient:
-            # A token is in one recipient's domain: another view's fact must never join its profile.
-            raise BadRecord(dl.VALIDATION, "fact for another recipient's person token")
+        if profile.recipient is not None and recipient != profile.recipient:
+            # A token is in one recipient's domain: another view's fact must never join its profile,
+            # nor a fact of no view (counted in the areas above, granted to no recipient).
+            if recipient:
+                raise BadRecord(dl.VALIDATION, "fact for another recipient's person token")
+            return
         if apply_fact(profile, doc, self.cap):
             batch.set_profile(token, profile, record.partition)
 

@@ -125,6 +125,9 @@ def test_another_recipients_fact_never_joins_a_profile() -> None:
     result = s.process([rec(fact("e2", "k1.a", ["school_exclusion"], recipient="yjs"), "k1.a")])
     assert result.dead == 1 and counts(profiles, "k1.a") == {"weapon_carrying": 1}
     assert Profile.from_dict(profiles.data["k1.a"]).recipient == "vru"
+    no_view = s.process([rec(fact("e3", "k1.a", ["gang_association"]), "k1.a")])
+    assert no_view.dead == 0 and [d["event_id"] for d in on(NAMES.area_facts, no_view.outputs)] == ["e3"]
+    assert counts(profiles, "k1.a") == {"weapon_carrying": 1}  # counted in the areas, in no view
 
 
 def test_a_profile_of_no_recipients_view_is_visible_to_nobody() -> None:
