@@ -26,7 +26,6 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
-    make_wsgi_app,
     multiprocess,
 )
 from prometheus_client.exposition import choose_encoder
@@ -275,11 +274,6 @@ def render_latest(accept: str | None = None) -> tuple[bytes, str]:
     """(body, content_type) for a `/metrics` handler; honours an OpenMetrics Accept header."""
     encoder, content_type = choose_encoder(accept or "")
     return encoder(collector_registry()), content_type
-
-
-def metrics_app():  # type: ignore[no-untyped-def]
-    """A WSGI app serving the right registry, for processes without a Faust web server."""
-    return make_wsgi_app(collector_registry())
 
 
 def mark_process_dead(pid: int | None = None) -> None:

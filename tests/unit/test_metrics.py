@@ -94,17 +94,10 @@ def test_render_latest_negotiates_openmetrics() -> None:
     assert plain.startswith("text/plain")
 
 
-def test_worker_info_and_wsgi_app() -> None:
+def test_worker_info_is_served() -> None:
     metrics.set_worker_info("sharingbus")
     assert _sample("sharingbus_worker_info", consumer_group="sharingbus") == 1
-    statuses: list[str] = []
-    body = b"".join(
-        metrics.metrics_app()(
-            {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": "", "HTTP_ACCEPT": ""},
-            lambda status, headers: statuses.append(status),
-        )
-    )
-    assert statuses == ["200 OK"]
+    body, _ = metrics.render_latest(None)
     assert b'sharingbus_worker_info{consumer_group="sharingbus"' in body
 
 
