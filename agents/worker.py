@@ -18,7 +18,7 @@ from typing import Any, cast
 import faust
 
 from agents import app as app_module
-from agents import audit_sink, health
+from agents import audit_sink, health, topic_guard
 from agents import enforcer as enforcer_agent
 from agents.batched import BatchedConsumer
 from agents.web.auth import Guard
@@ -107,11 +107,13 @@ def build_worker(settings: Settings) -> Worker:
         specs = bus_topics(settings, catalogue)
     # Each role's Kafka principal may create only its inputs and outputs (streams.kafka.acls).
     creatable = may_create(roles, settings.consumer_group)
-    ensure_topics(settings, [s for s in specs if creatable(s.name)])
+    own_topics = [s for s in specs if creatable(s.name)]
+    ensure_topics(settings, own_topics)
     schemas = SchemaCache(registry_client(settings))
     # Faust consumes only for the views (tables); every other role reads with a batched consumer.
     faust_consumer = "views" in roles
     app = app_module.create_app(settings, consume=faust_consumer)
+    topic_guard.register(app, settings, own_topics)  # a broker that kept nothing loses them all
     batched: list[BatchedConsumer] = []
     enforcer = producer = None
     if "enforcer" in roles and keyring is not None and plans is not None:

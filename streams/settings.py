@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         600.0, ge=0, description="Area counts: a closed week freezes only after this long without a change"
     )
     data_dir: Path = Field(ROOT / "var", description="Worker state (table stores, reports)")
+    topic_check_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How often a worker re-creates any of its topics the broker lacks (0: at start only)",
+    )
 
     # Identity (streams.identity): who is asking, over HTTP and on the command line.
     auth_issuer: str = Field("sharingbus-local", description="Expected `iss` of bearer tokens")

@@ -17,7 +17,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from streams import topics
 from streams.avro.catalogue import load_catalogue
 from streams.avro.serde import SchemaCache, decode, encode
-from streams.kafka.admin import TopicSpec, ensure_topics, partition_counts
+from streams.kafka.admin import partition_counts
 from streams.kafka.broker import free_port
 from streams.publish.publisher import prepare_event
 from streams.publish.simulate import Simulation
@@ -109,7 +109,7 @@ def test_the_bus_carries_on_after_a_broker_replacement(tmp_path: Path) -> None:
     its ids, new events are decided, and the ledger verifies against PostgreSQL across the loss."""
     port = free_port()
     broker = Tansu(port=port, log_path=tmp_path / "tansu.log")
-    with open_stack(tmp_path / "bus", broker=broker) as stack:
+    with open_stack(tmp_path / "bus", broker=broker, topic_check_seconds=2.0) as stack:
         settings = stack.settings
         worker = stack.start_worker()
         sim = Simulation(seed=1919, people=200)
@@ -124,7 +124,7 @@ def test_the_bus_carries_on_after_a_broker_replacement(tmp_path: Path) -> None:
         )
         client = SchemaRegistryClient({"url": stack.registry.url})
         ids = _state(client)
-        layout = {name: n for name, n in partition_counts(settings).items() if not name.startswith("__")}
+        layout = {n: c for n, c in partition_counts(settings).items() if not n.startswith("_")}
 
         registry_port = stack.registry.port
         stack.registry.stop()
@@ -135,9 +135,17 @@ def test_the_bus_carries_on_after_a_broker_replacement(tmp_path: Path) -> None:
         ).start()
         # (The worker may register an output schema meanwhile: only what was there must be kept.)
         assert _kept(ids, _state(SchemaRegistryClient({"url": stack.registry.url}))) == {}
-        # The deployment's topic definitions replayed (as `test_restarts` does): a partner's first
-        # produce would otherwise auto-create a raw topic with the broker's default partitions.
-        ensure_topics(settings, [TopicSpec(name, n) for name, n in sorted(layout.items())])
+
+        # The worker re-creates its topics (changelogs included) before partners publish again.
+        # (Their partition counts are not asserted: a client naming a missing topic makes Tansu
+        # auto-create it with 4 partitions, which can win the race for a single-partition topic.)
+        def missing() -> set[str]:
+            return set(layout) - set(partition_counts(settings))
+
+        try:
+            wait_until(lambda: not missing(), 30, "the worker to re-create its topics", 0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: still missing {sorted(missing())}") from None
 
         after = publish(settings, sim.events(150))
         after_ids = {p.event_id for p in after}
