@@ -238,7 +238,7 @@ def register(
     ensure_topics(settings, [compacted(LINK_STATE, 1)])
     reviews = None
     if vault is None and use_vault:
-        ensure_database(settings.pg_dsn("linker"))
+        ensure_database(settings.pg_dsn("linker"), settings.pg_dsn_setting("linker"))
         vault = Vault(settings.pg_dsn("linker"))
     if use_vault:
         reviews = ReviewStore(settings.pg_dsn("linker"))

@@ -8,6 +8,7 @@ import psycopg
 import typer
 
 from streams.errors import SharingBusError
+from streams.pg import first_line
 
 # Each module exposes `register(app)`. Listed explicitly: no import-time discovery.
 COMMAND_MODULES = [
@@ -57,8 +58,9 @@ def main() -> None:
         raise SystemExit(1) from None
     except psycopg.OperationalError as exc:
         # Every command that needs the database meets it first at start, wherever that is.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: PostgreSQL (SHARINGBUS_POSTGRES_DSN) is not reachable: {first}", err=True)
+        typer.echo(
+            f"error: PostgreSQL (SHARINGBUS_POSTGRES_DSN) is not reachable: {first_line(exc)}", err=True
+        )
         raise SystemExit(1) from None
 
 

@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def ensure_database(dsn: str) -> None:
-    """Create the DSN's database when it does not exist (the demo's first run on a fresh machine)."""
+def ensure_database(dsn: str, setting: str = "SHARINGBUS_POSTGRES_DSN") -> None:
+    """Create the DSN's database when it does not exist (the demo's first run on a fresh machine).
+
+    `setting` names where the DSN came from, for the one-line error a newcomer reads.
+    """
     parts = urlsplit(dsn)
     name = parts.path.lstrip("/")
     if not name:
@@ -33,8 +36,14 @@ def ensure_database(dsn: str) -> None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.OperationalError as exc:
         raise ConfigurationError(
-            f"PostgreSQL at {parts.hostname}:{parts.port} is not reachable: {exc}"
+            f"PostgreSQL ({setting}) is not reachable at {parts.hostname}:{parts.port}: {first_line(exc)}"
         ) from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """libpq's message without its hint lines ("Is the server running...?"): errors are one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # The schema `sharebus db init` makes (streams.pg_roles); its presence means the roles are in place.

@@ -219,6 +219,12 @@ class Settings(BaseSettings):
         dsn = getattr(self, f"postgres_dsn_{role}")
         return str(dsn) if dsn else self.postgres_dsn
 
+    def pg_dsn_setting(self, role: str) -> str:
+        """The environment variable `pg_dsn(role)` came from, for error messages."""
+        if getattr(self, f"postgres_dsn_{role}"):
+            return f"SHARINGBUS_POSTGRES_DSN_{role.upper()}"
+        return "SHARINGBUS_POSTGRES_DSN"
+
     @property
     def role_set(self) -> frozenset[str]:
         return frozenset(self.roles.split(","))

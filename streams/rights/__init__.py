@@ -48,7 +48,7 @@ def build_rights(settings: Settings, catalogue: Catalogue, keyring: KeyRing) -> 
     from streams.rights.store import RightsStore
 
     dsn = settings.pg_dsn("rights")
-    ensure_database(dsn)
+    ensure_database(dsn, settings.pg_dsn_setting("rights"))
     store = RightsStore(dsn)
     vault = Vault(dsn)
     schemas = SchemaCache(registry_client(settings))

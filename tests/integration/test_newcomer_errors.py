@@ -63,7 +63,7 @@ def test_worker_without_a_database_says_so_in_one_line(broker: EmbeddedBroker, t
         "SHARINGBUS_ROLES": "enforcer",
     }
     line = _one_line(_sharebus("worker", "--web-port", "0", env=env))
-    assert "PostgreSQL (SHARINGBUS_POSTGRES_DSN) is not reachable" in line
+    assert "PostgreSQL (SHARINGBUS_POSTGRES_DSN) is not reachable" in line, line
 
 
 def test_worker_without_a_key_ring_says_how_to_make_one(broker: EmbeddedBroker, tmp_path: Path) -> None:
