@@ -11,6 +11,7 @@ import json
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
@@ -25,6 +26,7 @@ from streams.registry import EmbeddedRegistry
 from streams.settings import Settings
 from tests.support.stack import (
     Tansu,
+    audit_records,
     crash_lines,
     open_stack,
     publish,
@@ -164,5 +166,20 @@ def test_the_bus_carries_on_after_a_broker_replacement(tmp_path: Path) -> None:
         result = stack.sharebus("audit", "verify", "--against-db")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "continue from PostgreSQL after an epoch record" in result.stdout
+
+        # The record an epoch links to, altered in PostgreSQL: the chain no longer holds.
+        epoch = next(r for r in audit_records(settings) if r.get("kind") == "epoch")
+        with psycopg.connect(settings.postgres_dsn, autocommit=True) as conn:
+            changed = conn.execute(
+                "UPDATE audit_decisions SET record = jsonb_set(record, '{reason}', '\"altered\"') "
+                "WHERE chain = %s AND seq = %s",
+                (epoch["chain"], epoch["seq"] - 1),
+            ).rowcount
+        assert changed == 1
+        result = stack.sharebus("audit", "verify", "--against-db", "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        breaks = json.loads(result.stdout)["breaks"]
+        assert [(b["chain"], b["seq"]) for b in breaks] == [(epoch["chain"], epoch["seq"])]
+        assert "does not match its hash" in breaks[0]["problem"]
         assert worker.proc.poll() is None
         assert crash_lines(worker.log()) == []
