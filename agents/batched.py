@@ -93,6 +93,10 @@ class BatchedConsumer:
         self._on_assign = on_assign
         self._lag = lag
         self.assigned: set[tuple[str, int]] = set()
+        # Holds the group's current assignment (possibly empty: more workers than partitions). Until
+        # then the worker is not ready: a broker completes a first join only after a delay (Tansu:
+        # half the session timeout), and a worker's other consumers may be consuming meanwhile.
+        self.joined = False
         self.stall_s = STALL_S
         self._progress_at = time.monotonic()
         self._stop = threading.Event()
@@ -163,8 +167,10 @@ class BatchedConsumer:
                 self._on_assign([(p.topic, p.partition) for p in partitions])
             # Only now: /ready counts these partitions once the hook (chain recovery) is done.
             self.assigned.update((p.topic, p.partition) for p in partitions)
+            self.joined = True
 
         def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
+            self.joined = False
             self._before_revoke(c)
             self.assigned.difference_update((p.topic, p.partition) for p in partitions)
             for p in partitions:

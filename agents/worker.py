@@ -131,7 +131,10 @@ def build_worker(settings: Settings) -> Worker:
     readiness = health.Readiness(
         app,
         schemas.reachable,
-        extra={f"{b.name}_consuming": (lambda b=b: b.consuming) for b in batched},  # type: ignore[misc]
+        extra={
+            **{f"{b.name}_joined": (lambda b=b: b.joined) for b in batched},  # type: ignore[misc]
+            **{f"{b.name}_consuming": (lambda b=b: b.consuming) for b in batched},  # type: ignore[misc]
+        },
         broker_reachable=lambda: broker_reachable(settings),
         batched_assigned=lambda: sum(len(b.assigned) for b in batched),
         faust_consumer=faust_consumer,

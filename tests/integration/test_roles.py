@@ -8,13 +8,16 @@ work (each role reads with its own consumer group).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from streams import topics
 from streams.avro.catalogue import load_catalogue
+from streams.kafka.admin import partition_counts
 from streams.publish.simulate import Simulation
 from streams.settings import Settings
 from tests.support.stack import metric_sum, publish, query, scrape, wait_decided, wait_until
@@ -87,3 +90,33 @@ def test_roles_are_validated() -> None:
     for bad in ("", "enforcer,gateway", " , "):
         with pytest.raises(ValueError, match="roles must be"):
             Settings(roles=bad)
+
+
+def test_a_worker_is_ready_only_once_every_consumer_of_its_roles_holds_its_partitions(
+    stack_factory: Callable[..., Settings], tmp_path: Any
+) -> None:
+    """Readiness is what a deployment (and a benchmark) waits for before sending traffic: a worker
+    whose audit sink and linker hold their partitions while its enforcer has not joined its group
+    yet (Tansu completes a first join half a session timeout after it) must not say ready."""
+    settings = stack_factory()
+    worker = start_worker(
+        settings.model_copy(update={"roles": "enforcer,audit,linker"}), tmp_path, name="three", wait=False
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert worker.proc.poll() is None, worker.log()[-4000:]
+            assert time.monotonic() < deadline, "never ready"
+            try:
+                reply = httpx.get(f"{worker.url}/ready", headers=worker.ops, timeout=10.0)
+            except httpx.ConnectError:  # the web server is not listening yet
+                reply = None
+            if reply is not None and reply.status_code == 200:
+                break
+            time.sleep(0.05)
+        counts = partition_counts(settings)
+        held = sum(n for topic, n in counts.items() if topic.startswith("raw."))
+        held += counts[topics.AUDIT_DECISIONS] + counts[topics.LINK_IDENTIFIERS]
+        assert reply.json()["assigned_partitions"] == held, reply.json()
+    finally:
+        discard(worker)
