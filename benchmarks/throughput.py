@@ -615,7 +615,10 @@ def latency(
     from streams.publish.publisher import PRODUCER_DEFAULTS
 
     shared = sorted(t for t in partition_counts(settings) if t.startswith("shared."))
-    consumer = tail_consumer(settings, shared, **{"fetch.wait.max.ms": 10})
+    # A recipient with the bus's consumer defaults: a shorter fetch wait on every shared partition
+    # costs Tansu more CPU than the enforcer's own fetch (docs/performance.md), and the goal,
+    # publish->shared, is read from the shared record's timestamp, not from this consumer.
+    consumer = tail_consumer(settings, shared, **{"fetch.wait.max.ms": settings.fetch_max_wait_ms})
     consumer.consume(1000, 1.0)  # resolve positions before publishing
     published: dict[str, float] = {}
     acks: dict[str, tuple[str, int, int, float]] = {}
@@ -693,6 +696,24 @@ def latency(
         f"receipt p50 {result['rx_p50']:.1f} p99 {result['rx_p99']:.1f} ms"
     )
     return result
+
+
+def describe_lower_rates(below: dict[float, dict[str, Any]]) -> list[str]:
+    """The same two latencies at lower rates, each on a fresh bus: where the 2-core machine stops
+    keeping up."""
+    lines = ["  at lower rates (each on a fresh bus):"]
+    for rate, r in sorted(below.items()):
+        parts = [f"    {rate:>5,.0f} events/s:"]
+        if "latency" in r:
+            lat = r["latency"]
+            parts.append(
+                f"p99 publish->shared {lat['p99']:.1f} ms (p50 {lat['p50']:.1f}; broker"
+                f" {lat['broker_cpu']:.0%}, enforcer {lat['cpu']:.0%} of a core)"
+            )
+        if "v" in r:
+            parts.append(f"p99 publish->profile served {r['v']['served']['p99']:.0f} ms")
+        lines.append(" ".join(parts))
+    return lines
 
 
 def format_stages(stages: dict[str, dict[str, float]]) -> list[str]:
@@ -811,10 +832,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full-worker", action="store_true", help="(c) as `sharebus worker`, every agent")
     parser.add_argument(
         "--only",
-        default="rabcwv",
-        help="which of r, a, b, c, w (1 vs 2 enforcer workers), v (views latency) to run (default: all)",
+        default="rabclwv",
+        help="which of r, a, b, c, l (latency), w (1 vs 2 enforcer workers), v (views latency) to run "
+        "(default: all)",
     )
     parser.add_argument("--views-seconds", type=float, default=10.0, help="views latency run: duration")
+    parser.add_argument(
+        "--lower-rates",
+        default="250,500",
+        help="latency (l) and views (v) also at these rates, comma-separated ('' for none)",
+    )
     parser.add_argument(
         "--profile", type=Path, help="py-spy the enforcer during (c): raw stacks to this path"
     )
@@ -845,6 +872,7 @@ def main(argv: list[str] | None = None) -> None:
     lat_seconds = 10.0 if args.quick and args.latency_seconds == 20.0 else args.latency_seconds
     n_latency = int(args.rate * lat_seconds)
     n_views = int(args.rate * args.views_seconds) if "v" in args.only else 0
+    lower_rates = sorted({float(r) for r in args.lower_rates.split(",") if r.strip()} - {args.rate})
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     if load_before > 0.5:
@@ -853,7 +881,6 @@ def main(argv: list[str] | None = None) -> None:
     timeout = max(120.0, n / 300)
     with Stack() as stack:
         log_dir = stack.workdir / "logs"
-        stage_log = stack.workdir / "enforcer-stages.jsonl"
         log(f"work directory {stack.workdir} (logs, broker logs)")
         with stack.bus("encode") as bus0:
             settings0 = bus0.settings
@@ -884,7 +911,6 @@ def main(argv: list[str] | None = None) -> None:
                         update={
                             "consumer_group": group,
                             "data_dir": settings.data_dir / role,
-                            "stage_log_path": stage_log,
                         }
                     )
                     roles = "all" if args.full_worker else "enforcer"
@@ -909,10 +935,29 @@ def main(argv: list[str] | None = None) -> None:
                         dead = dead_letters(settings, "dlq.enforcer")
                         if dead:
                             log(f"warning: {dead} events dead-lettered by the enforcer")
-                        if n_latency:
-                            results["latency"] = latency(
-                                settings, reframe(settings, late), args.rate, child, stage_log, bus.broker_pid
-                            )
+                finally:
+                    child.stop()
+
+        def latency_phase(rate: float, evs: list[Encoded]) -> dict[str, Any]:
+            """On a bus of its own, as every phase: Tansu lists every stored batch of a partition on
+            each fetch of it, so a broker the throughput phase filled would slow this one down."""
+            with stack.bus(f"l{rate:.0f}") as bus:
+                settings = bus.settings
+                assert settings is not None
+                _prepare_topics(settings)
+                stages = stack.workdir / f"latency-stages-{rate:.0f}.jsonl"
+                s = settings.model_copy(
+                    update={
+                        "consumer_group": "sharingbus",
+                        "data_dir": settings.data_dir / "latency",
+                        "stage_log_path": stages,
+                    }
+                )
+                argv = [sys.executable, "-m", "sharebus.main", "worker", "--roles", "enforcer"]
+                child = spawn(f"latency-worker-{rate:.0f}", argv, s, log_dir, web=True)
+                try:
+                    child.wait_ready(timeout=180)
+                    return latency(settings, reframe(settings, evs), rate, child, stages, bus.broker_pid)
                 finally:
                     child.stop()
 
@@ -935,12 +980,22 @@ def main(argv: list[str] | None = None) -> None:
         if "c" in args.only:
             name = "(c) enforcer" + (" (full worker)" if args.full_worker else "")
             phase("c", name, "worker", "sharingbus", ["audit.decisions"], w.audits)
+        if "l" in args.only and n_latency:
+            results["latency"] = latency_phase(args.rate, late)
+            for rate in lower_rates:  # where the broker is not yet the bottleneck
+                below = latency_phase(rate, late[: int(rate * lat_seconds)])
+                results.setdefault("below", {})[rate] = {"latency": below}
         if "w" in args.only:
             part = events[:SCALE_EVENTS]  # enough for several seconds of two workers, in a short run
             audits = w.audits if len(part) == len(events) else workload(settings0, part).audits
             results["w"] = scaling(stack, _prepare_topics, part, audits, log_dir, timeout)
         if fresh:
             results["v"] = views_latency(stack, _prepare_topics, fresh, args.rate, log_dir)
+            for rate in lower_rates:
+                part = fresh[: int(rate * args.views_seconds)]
+                results.setdefault("below", {}).setdefault(rate, {})["v"] = views_latency(
+                    stack, _prepare_topics, part, rate, log_dir
+                )
 
     print()
     print(f"Sharing Bus throughput, {n} simulated events, {os.cpu_count()} CPUs, Tansu embedded broker")
@@ -979,6 +1034,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(describe_scaling(results["w"])))
     if "v" in results:
         print("\n".join(describe_views(results["v"])))
+    if "below" in results:
+        print("\n".join(describe_lower_rates(results["below"])))
     if "a" in results and "c" in results:
         print(f"  c/a: {results['c']['eps'] / results['a']['eps']:.2f}")
     if "d" in results and "b" in results:

@@ -1,5 +1,6 @@
 """Views latency: publish -> person fact on `link.person` -> profile served by the API, and -> on
-`views.person_profile`, through one `sharebus worker` running every role.
+`views.person_profile`, through the workers docker-compose.yml deploys (enforcer; linker; audit and
+views), each its own process.
 
 Used by `benchmarks/throughput.py` (phase v). On a fresh broker, registry and database, events of
 a population the worker has never seen are published at a steady rate, stamped with their publish
@@ -89,6 +90,10 @@ class Served:
         self.pool.shutdown(wait=True)
 
 
+# As docker-compose.yml deploys them: each worker its own process (and core), one role set each.
+DEPLOYMENT = (("enforcer", "enforcer"), ("linker", "linker"), ("views", "audit,views"))
+
+
 def views_latency(
     stack: Stack,
     prepare_topics: Any,
@@ -96,29 +101,60 @@ def views_latency(
     rate: float,
     log_dir: Path,
 ) -> dict[str, Any]:
-    """Publish `events` at `rate` into a full worker; p50/p99 of each views stage in ms."""
+    """Publish `events` at `rate` into the deployed workers; p50/p99 of each views stage in ms."""
     with stack.bus("v") as bus:
         settings = bus.settings
         assert settings is not None
         prepare_topics(settings)
         framed = reframe(settings, events)
-        s = settings.model_copy(
-            update={"consumer_group": "bench-views", "data_dir": settings.data_dir / "views"}
-        )
-        argv = [sys.executable, "-m", "sharebus.main", "worker"]
-        child = spawn("views-worker", argv, s, log_dir, web=True)
+        view_keys_path = _derive_view_keys(settings)
+        children: dict[str, Child] = {}
         try:
-            child.wait_ready(timeout=180)
-            return _measure(settings, LocalIssuer.from_settings(s), child, framed, rate)
+            for name, roles in DEPLOYMENT:
+                update: dict[str, Any] = {
+                    "consumer_group": "bench-views",
+                    "data_dir": settings.data_dir / name,
+                }
+                if name == "linker":  # as compose: the derived person-view keys, no master key
+                    update["view_keys_path"] = view_keys_path
+                s = settings.model_copy(update=update)
+                if name == "views":  # the API's issuer key lives in its worker's data directory
+                    issuer = LocalIssuer.from_settings(s)
+                argv = [sys.executable, "-m", "sharebus.main", "worker", "--roles", roles]
+                children[name] = spawn(f"views-{name}", argv, s, log_dir, web=True)
+            for child in children.values():
+                child.wait_ready(timeout=180)
+            return _measure(settings, issuer, children["views"], framed, rate, list(children.values()))
         finally:
-            child.stop()
+            for child in children.values():
+                child.stop()
+
+
+def _derive_view_keys(settings: Settings) -> Path:
+    """What `sharebus keys derive-views` writes for the deployed linker."""
+    from streams.linkage.view_tokens import view_keys
+    from streams.privacy.keys import KeyRing
+
+    assert settings.keyring_path is not None
+    ring = KeyRing.load(settings.keyring_path)
+    path = settings.data_dir / "view-keys.json"
+    view_keys(ring, settings.agreements_dir, settings.linkage_key_id or ring.ids[0]).save(path)
+    return path
 
 
 def _measure(
-    settings: Settings, issuer: LocalIssuer, child: Child, events: Sequence[Encoded], rate: float
+    settings: Settings,
+    issuer: LocalIssuer,
+    child: Child,
+    events: Sequence[Encoded],
+    rate: float,
+    workers: Sequence[Child],
 ) -> dict[str, Any]:
     link = tail_consumer(settings, ["link.person"], **{"fetch.wait.max.ms": 10})
-    emitted = tail_consumer(settings, ["views.person_profile"], **{"fetch.wait.max.ms": 10})
+    # Facts gate when the API is first polled, so they are followed closely; emissions need not be.
+    emitted = tail_consumer(
+        settings, ["views.person_profile"], **{"fetch.wait.max.ms": settings.fetch_max_wait_ms}
+    )
     link.consume(100, 1.0)  # resolve positions before publishing
     emitted.consume(100, 1.0)
     published: dict[str, float] = {}
@@ -176,8 +212,9 @@ def _measure(
     served.close()
     link.close()
     emitted.close()
-    if not child.alive():
-        raise RuntimeError(f"the views worker died:\n{child.log_tail()}")
+    for worker in workers:
+        if not worker.alive():
+            raise RuntimeError(f"{worker.name} died:\n{worker.log_tail()}")
 
     def stats(values: list[float]) -> dict[str, float]:
         values = sorted(values)
@@ -206,7 +243,10 @@ def _measure(
 
 
 def describe(result: dict[str, Any]) -> list[str]:
-    lines = [f"  views latency at {result['rate']:,.0f} events/s (a new person's first fact, full worker):"]
+    lines = [
+        f"  views latency at {result['rate']:,.0f} events/s (a new person's first fact; enforcer, linker and"
+        " audit+views workers as deployed):"
+    ]
     for key, label in (
         ("link", "publish -> fact on link.person"),
         ("served", "publish -> profile served (API)"),
