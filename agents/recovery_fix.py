@@ -8,11 +8,10 @@ are silently left out of the recovered table (FAUST-NOTES.md: 59,999 of 60,000 k
 that one method of Faust's aiokafka consumer thread with `streams.kafka.offsets.end_offsets` (fetch high
 watermarks), which equals ListOffsets on Apache Kafka, so it is safe to keep on in production.
 
-2. Fetch wait: Faust hard-codes aiokafka's `fetch_max_wait_ms=1500`, and Tansu answers a fetch only
-when that wait is over (it does not wake waiting fetches when records arrive), so a quiet partition
-that becomes busy waits up to 1.5 s: p50 publish-to-shared latency 916 ms at 1k events/s, 157 ms
-with 100 ms (benchmarks/throughput.py). Apache Kafka wakes fetches early, so a lower wait there only
-costs a few more empty fetches per second.
+2. Fetch wait: Faust hard-codes aiokafka's `fetch_max_wait_ms=1500`, and Tansu does not wake a
+waiting fetch when records arrive: it checks again at 1/2, 3/4, ... of the wait, so a quiet
+partition that becomes busy waits up to about 750 ms (docs/performance.md). Apache Kafka wakes
+fetches early, so a lower wait there only costs a few more empty fetches per second.
 """
 
 from __future__ import annotations

@@ -135,10 +135,10 @@ def _all_raw_partitions(raw_topics: list[str], partitions: int) -> list[Any]:
 
 
 def patch_fetch_wait(ms: int) -> None:
-    """Proposal P1 as a contained patch: Faust hard-codes aiokafka's `fetch_max_wait_ms=1500`, and Tansu
-    answers a fetch only when that wait is over (it does not wake waiting fetches when records arrive),
-    so an idle-then-busy partition waits up to 1.5 s. Apache Kafka wakes fetches, so a lower wait only
-    costs a few more empty fetches per second there."""
+    """Faust hard-codes aiokafka's `fetch_max_wait_ms=1500`, and Tansu does not wake a waiting fetch
+    when records arrive (it checks at 1/2, 3/4, ... of the wait), so an idle-then-busy partition
+    waits up to about 750 ms. Apache Kafka wakes fetches, so a lower wait only costs a few more empty
+    fetches per second there."""
     from faust.transport.drivers import aiokafka as faust_aiokafka
 
     original = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer

@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     enforcer_fetch_wait_ms: int = Field(
         20,
         ge=1,
-        description="Longest the enforcer's fetch waits for data: Tansu answers only when it expires, "
-        "so a record waits up to this long; lower costs the broker CPU (docs/performance.md)",
+        description="Longest the enforcer's fetch waits for data: Tansu checks for it at 1/2, 3/4, ... "
+        "of the wait, so a record waits up to about half of it; lower costs the broker CPU "
+        "(docs/performance.md)",
     )
     enforcer_commit_interval_ms: int = Field(
         100,
