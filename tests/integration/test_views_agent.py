@@ -2,8 +2,11 @@
 
 The broker's topics are shared by the test session, so everything here is told apart by its own
 person tokens, area codes and a week nobody else uses (suppression runs per week, so the published
-table of that week holds only this test's facts). The weeks are long closed, so each is frozen and
-published once, 3 s after its last change (the tests' `area_quiet_seconds`).
+table of that week holds only this test's facts). The workers run the views role alone: a worker
+that also enforced and linked would turn the raw events other tests left on the shared broker into
+facts, some in these weeks (test_publish simulates a fixed year, 2024-06 to 2025-06). The weeks
+are long closed, so each is frozen and published once, 3 s after its last change (the tests'
+`area_quiet_seconds`).
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ class Scenario:
     """A unique week with three areas, two people (B merges into A), area-only facts and bad records."""
 
     def __init__(self) -> None:
-        # A Wednesday of one of 70 closed weeks two to four years ago (older than any simulation, recent
-        # enough to score above 0.00), never one an earlier scenario of this session had, nor the week
+        # A Wednesday of one of 70 closed weeks two to four years ago (recent enough to score above
+        # 0.00), never one an earlier scenario of this session had, nor the week
         # after it, where late facts go: the tests share link.person, and a week's area table counts
         # every fact of that week.
         slot = uuid.uuid4().int % 70
@@ -200,7 +203,7 @@ def _profile_from_topic(record: dict[str, Any]) -> dict[str, Any]:
 def test_views_agent_end_to_end(
     settings_factory: Callable[..., Settings], pg_dsn: str, tmp_path: Path
 ) -> None:
-    settings = settings_factory(suppression_threshold=THRESHOLD, topic_partitions=PARTITIONS)
+    settings = settings_factory(suppression_threshold=THRESHOLD, topic_partitions=PARTITIONS, roles="views")
     KeyRing.load_or_create(settings.keyring_path)
     s = Scenario()
     columns = [
@@ -380,7 +383,7 @@ def test_keyed_views_are_answered_by_the_owning_worker(
     settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
     """Two workers split the partitions; either answers for any token or the areas, proxying to the owner."""
-    settings = settings_factory(suppression_threshold=THRESHOLD, topic_partitions=PARTITIONS)
+    settings = settings_factory(suppression_threshold=THRESHOLD, topic_partitions=PARTITIONS, roles="views")
     KeyRing.load_or_create(settings.keyring_path)
     s = Scenario()
     tokens: dict[int, str] = {}
