@@ -41,7 +41,7 @@ from streams.privacy.key_sources import load_keyring
 from streams.privacy.keys import KeyRing
 from streams.privacy.vault import Vault
 from streams.registry.client import registry_client
-from streams.rights import build_rights
+from streams.rights import build_rights, linkage_key_id
 from streams.rights.stage import RequestStage
 from streams.settings import Settings
 
@@ -166,7 +166,7 @@ def _view_tokens(settings: Settings, keyring: KeyRing | None) -> Any:
         keys = DomainKeys.load(settings.view_keys_path)
         return ViewTokens(keys, settings.linkage_key_id or keys.kids[0])
     if keyring is not None:  # a keyed role shares this process: derive, and give the linker only those
-        kid = settings.linkage_key_id or keyring.ids[0]
+        kid = linkage_key_id(settings, keyring)
         return ViewTokens(view_keys(keyring, settings.agreements_dir, kid), kid)
     log.warning("linker without view keys (SHARINGBUS_VIEW_KEYS_PATH): it feeds no person view")
     return None

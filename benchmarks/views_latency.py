@@ -134,11 +134,12 @@ def _derive_view_keys(settings: Settings) -> Path:
     """What `sharebus keys derive-views` writes for the deployed linker."""
     from streams.linkage.view_tokens import view_keys
     from streams.privacy.keys import KeyRing
+    from streams.rights import linkage_key_id
 
     assert settings.keyring_path is not None
     ring = KeyRing.load(settings.keyring_path)
     path = settings.data_dir / "view-keys.json"
-    view_keys(ring, settings.agreements_dir, settings.linkage_key_id or ring.ids[0]).save(path)
+    view_keys(ring, settings.agreements_dir, linkage_key_id(settings, ring)).save(path)
     return path
 
 

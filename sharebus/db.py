@@ -6,7 +6,7 @@ import psycopg
 import typer
 
 from sharebus.common import fail
-from streams.pg import ensure_database
+from streams.pg import ensure_database, first_line
 from streams.pg_roles import OWNER, init
 from streams.settings import get_settings
 
@@ -33,7 +33,7 @@ def init_command(
     try:
         roles = init(dsn, settings, owner)
     except psycopg.Error as exc:
-        fail(f"db init: PostgreSQL refused: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}")
+        fail(f"db init: PostgreSQL refused: {first_line(exc)}")
     for login in roles:
         schemas = ", ".join(login.schemas())
         secret = "password from its DSN" if login.password else "no password (set one in its DSN)"

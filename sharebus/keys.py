@@ -77,12 +77,12 @@ def derive_views(
 ) -> None:
     """Derive every recipient's person-view domain key for a linker that holds no master key."""
     from streams.linkage.view_tokens import view_keys
+    from streams.rights import linkage_key_id
 
     settings = get_settings()
     try:
         ring = KeyRing.load(_path(keyring))
-        kid = settings.linkage_key_id or ring.ids[0]
-        keys = view_keys(ring, settings.agreements_dir, kid)
+        keys = view_keys(ring, settings.agreements_dir, linkage_key_id(settings, ring))
         keys.save(out)
     except ConfigurationError as exc:
         fail(str(exc))

@@ -18,6 +18,7 @@ from sharebus.common import fail
 from streams.avro.catalogue import load_catalogue
 from streams.errors import SharingBusError
 from streams.identity import TokenVerifier
+from streams.pg import first_line
 from streams.privacy.vault_access import Identity, VaultAccess
 from streams.rights.reidentify import MIN_JUSTIFICATION, DualControl, ReidentificationRefused
 from streams.rights.roles import load_roles
@@ -50,8 +51,7 @@ def _guard(exc: Exception) -> NoReturn:
     if isinstance(exc, SharingBusError):
         fail(str(exc))
     if isinstance(exc, psycopg.Error):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        fail(f"vault unavailable: {type(exc).__name__}: {first}")
+        fail(f"vault unavailable: {type(exc).__name__}: {first_line(exc)}")
     raise exc
 
 

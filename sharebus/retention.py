@@ -18,6 +18,7 @@ from streams.errors import SharingBusError
 from streams.kafka.producer import DeliveringProducer
 from streams.linkage.view_tokens import ViewTokens
 from streams.privacy.key_sources import load_keyring
+from streams.rights import linkage_key_id
 from streams.rights.retention import purge
 from streams.rights.store import RightsStore
 from streams.settings import get_settings
@@ -37,7 +38,7 @@ def purge_command(
         RightsStore(settings.pg_dsn("rights")).close()  # creates `retention_purged` when missing
         producer = DeliveringProducer(settings.kafka_config())
         keyring = load_keyring(settings)
-        view_tokens = ViewTokens(keyring, settings.linkage_key_id or keyring.ids[0])
+        view_tokens = ViewTokens(keyring, linkage_key_id(settings, keyring))
         report = purge(
             settings.pg_dsn("rights"),
             agreements,

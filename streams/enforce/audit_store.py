@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from streams.enforce.audit import DECISION_DEFAULTS, DECISION_REQUIRED, KIND_DECISION, OUTCOMES
 from streams.errors import SharingBusError, ValidationError
-from streams.pg import MANAGED_SCHEMA
+from streams.pg import MANAGED_SCHEMA, first_line
 
 SCHEMA = """
 SELECT pg_advisory_xact_lock(hashtext('sharingbus.audit_decisions'));
@@ -94,11 +94,6 @@ def _where(dsn: str) -> str:
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def check_decision(record: Mapping[str, Any]) -> None:
     """ValidationError unless `record` is a chained decision record the table can hold."""
     if record.get("kind", KIND_DECISION) != KIND_DECISION:
@@ -158,7 +153,7 @@ class AuditStore:
                 )
             except psycopg.Error as exc:
                 raise AuditStoreUnavailable(
-                    f"cannot connect to PostgreSQL at {_where(self.dsn)}: {_first_line(exc)}"
+                    f"cannot connect to PostgreSQL at {_where(self.dsn)}: {first_line(exc)}"
                 ) from exc
         return self._conn
 
@@ -172,14 +167,14 @@ class AuditStore:
             except psycopg.OperationalError as exc:
                 self.close()
                 raise AuditStoreUnavailable(
-                    f"PostgreSQL at {_where(self.dsn)} failed: {_first_line(exc)}"
+                    f"PostgreSQL at {_where(self.dsn)} failed: {first_line(exc)}"
                 ) from exc
             except psycopg.errors.UndefinedTable as exc:
                 raise AuditStoreError(
                     f"no audit table in {_where(self.dsn)}: the audit sink has not run there yet"
                 ) from exc
             except psycopg.Error as exc:
-                raise AuditStoreError(f"PostgreSQL refused a statement: {_first_line(exc)}") from exc
+                raise AuditStoreError(f"PostgreSQL refused a statement: {first_line(exc)}") from exc
 
     def ensure_schema(self) -> None:
         """Create the table and indexes if missing (idempotent), unless `sharebus db init` owns them."""
